@@ -1,0 +1,4 @@
+export * from './primitives.js';
+export * from './errors.js';
+export * from './rest.js';
+export * from './ws.js';

@@ -1,0 +1,69 @@
+import { z } from 'zod';
+
+// @NOTE Strict RFC 4648 §4 base64: standard alphabet, padded, canonical (unused bits zero).
+// Node's decoder silently skips bad characters, so shape is checked here, before anything decodes.
+const B64_SHAPE = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+const ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/';
+
+export function isCanonicalBase64(s: string): boolean {
+  if (!B64_SHAPE.test(s)) return false;
+  if (s.endsWith('==')) return (ALPHABET.indexOf(s.charAt(s.length - 3)) & 0x0f) === 0;
+  if (s.endsWith('=')) return (ALPHABET.indexOf(s.charAt(s.length - 2)) & 0x03) === 0;
+  return true;
+}
+
+/** Decoded byte length of a base64 string that passed {@link isCanonicalBase64}. */
+export function base64ByteLength(s: string): number {
+  const pad = s.endsWith('==') ? 2 : s.endsWith('=') ? 1 : 0;
+  return (s.length / 4) * 3 - pad;
+}
+
+/** Canonical base64 whose decoded length is one of `lengths` (or within [min, max]). */
+export function base64Bytes(opts: { lengths?: number[]; min?: number; max?: number; maxChars?: number }) {
+  const maxChars = opts.maxChars ?? Math.ceil(((opts.max ?? Math.max(...(opts.lengths ?? [0]))) * 4) / 3) + 4;
+  return z
+    .string()
+    .max(maxChars)
+    .superRefine((s, ctx) => {
+      if (!isCanonicalBase64(s)) {
+        ctx.addIssue({ code: 'custom', message: 'must be canonical padded base64 (RFC 4648 §4)', params: { reason: 'invalid_base64' } });
+        return;
+      }
+      const n = base64ByteLength(s);
+      if (opts.lengths && !opts.lengths.includes(n)) {
+        ctx.addIssue({ code: 'custom', message: `must decode to ${opts.lengths.join(' or ')} bytes`, params: { reason: 'invalid_length' } });
+      } else if ((opts.min !== undefined && n < opts.min) || (opts.max !== undefined && n > opts.max)) {
+        ctx.addIssue({ code: 'custom', message: `must decode to ${opts.min ?? 0}..${opts.max ?? '∞'} bytes`, params: { reason: 'invalid_length' } });
+      }
+    });
+}
+
+/** Server-assigned ids: UUIDs (v7, time-ordered), lower-case hex. */
+export const Id = z.string().regex(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/, 'must be an id (lower-case UUID)');
+
+export const Username = z
+  .string()
+  .min(3)
+  .max(32)
+  .regex(/^[A-Za-z0-9_.-]+$/, 'may contain only letters, digits, "_", "." and "-"');
+
+/** Any Unicode text, 8–256 characters, but well-formed (no lone surrogates) and without NUL. */
+export const Password = z
+  .string()
+  .min(8)
+  .max(256)
+  .refine((s) => s.isWellFormed() && !s.includes('\u0000'), 'must be well-formed Unicode without NUL characters');
+
+export const ClientMessageId = z
+  .string()
+  .min(1)
+  .max(64)
+  .regex(/^[A-Za-z0-9._:-]+$/, 'may contain only letters, digits and "._:-"');
+
+/** 32-byte public key (Ed25519 identity key or X25519 pre-key), base64. */
+export const PublicKey32 = base64Bytes({ lengths: [32] });
+
+export const Timestamp = z.string().describe('ISO 8601 UTC timestamp');
+
+/** Event cursors are opaque to clients; they are decimal strings today. */
+export const Cursor = z.string().regex(/^(0|[1-9][0-9]{0,15})$/, 'must be a cursor received from the server');

@@ -1,0 +1,143 @@
+import { z } from 'zod';
+import { base64Bytes, ClientMessageId, Id, Password, PublicKey32, Timestamp, Username } from './primitives.js';
+
+// ---- shared limits ----
+/** Default cap on the decoded size of `encryptedContent`; servers may be configured lower or higher. */
+export const DEFAULT_MAX_CIPHERTEXT_BYTES = 64 * 1024;
+/** Upper bound the schema accepts before the configured size check answers 413. */
+const CIPHERTEXT_SCHEMA_MAX_BYTES = 1024 * 1024;
+
+// ---- users and auth ----
+export const User = z.object({
+  id: Id,
+  username: z.string(),
+  publicKey: z.string().nullable().describe('Ed25519 identity key, base64 (null until uploaded)'),
+  createdAt: Timestamp,
+});
+export type User = z.infer<typeof User>;
+
+export const RegisterBody = z.strictObject({
+  username: Username,
+  password: Password,
+  publicKey: PublicKey32.optional().describe('Ed25519 identity public key (32 bytes, base64)'),
+});
+export type RegisterBody = z.infer<typeof RegisterBody>;
+
+export const LoginBody = z.strictObject({
+  username: z.string().min(1).max(64),
+  password: z.string().min(1).max(256),
+});
+export type LoginBody = z.infer<typeof LoginBody>;
+
+export const RefreshToken = z.string().min(1).max(512);
+
+export const RefreshBody = z.strictObject({ refreshToken: RefreshToken });
+export type RefreshBody = z.infer<typeof RefreshBody>;
+
+export const LogoutBody = RefreshBody;
+export type LogoutBody = RefreshBody;
+
+export const TokenPair = z.object({
+  accessToken: z.string(),
+  refreshToken: z.string(),
+  expiresIn: z.number().int().describe('seconds until the access token expires'),
+});
+export type TokenPair = z.infer<typeof TokenPair>;
+
+export const AuthResponse = TokenPair.extend({ user: User });
+export type AuthResponse = z.infer<typeof AuthResponse>;
+
+export const UserIdParams = z.strictObject({ id: Id });
+export const UsernameQuery = z.strictObject({ username: Username });
+
+// ---- chats ----
+export const EncryptionStatus = z.enum(['pending', 'established']);
+export type EncryptionStatus = z.infer<typeof EncryptionStatus>;
+
+export const Chat = z.object({
+  id: Id,
+  participantIds: z.array(Id),
+  lastMessageId: Id.nullable(),
+  unreadCount: z.number().int(),
+  encryptionStatus: EncryptionStatus,
+  lastActivityAt: Timestamp,
+  createdAt: Timestamp,
+});
+export type Chat = z.infer<typeof Chat>;
+
+export const MAX_CHAT_PARTICIPANTS = 50;
+
+export const CreateChatBody = z.strictObject({
+  participantIds: z.array(Id).min(1).max(MAX_CHAT_PARTICIPANTS),
+});
+export type CreateChatBody = z.infer<typeof CreateChatBody>;
+
+export const ChatList = z.object({ chats: z.array(Chat) });
+export type ChatList = z.infer<typeof ChatList>;
+
+export const ChatIdParams = z.strictObject({ chatId: Id });
+
+// ---- messages ----
+export const MessageType = z.enum(['text', 'image', 'file', 'audio', 'key_exchange', 'system']);
+export type MessageType = z.infer<typeof MessageType>;
+
+export const MessageStatus = z.enum(['sent', 'delivered', 'read']);
+export type MessageStatus = z.infer<typeof MessageStatus>;
+
+export const SendMessageBody = z
+  .strictObject({
+    chatId: Id.optional(),
+    receiverId: Id.optional(),
+    encryptedContent: base64Bytes({ min: 1, max: CIPHERTEXT_SCHEMA_MAX_BYTES }).describe(
+      'ciphertext, base64; the configured decoded-size limit (64 KiB by default) answers 413',
+    ),
+    iv: base64Bytes({ lengths: [12, 16] }).describe('16 bytes (AES-256-CBC) or 12 bytes (AES-256-GCM), base64'),
+    mac: base64Bytes({ lengths: [32] }).describe('HMAC-SHA256 tag, 32 bytes, base64'),
+    type: MessageType,
+    clientMessageId: ClientMessageId.optional(),
+  })
+  .refine((b) => b.chatId !== undefined || b.receiverId !== undefined, {
+    message: 'chatId or receiverId is required',
+    path: ['chatId'],
+  });
+export type SendMessageBody = z.infer<typeof SendMessageBody>;
+
+export const Message = z.object({
+  id: Id,
+  chatId: Id,
+  seq: z.number().int(),
+  senderId: Id,
+  receiverId: Id,
+  encryptedContent: z.string(),
+  iv: z.string(),
+  mac: z.string(),
+  type: MessageType,
+  status: MessageStatus,
+  clientMessageId: z.string().optional(),
+  timestamp: Timestamp,
+  deliveredAt: Timestamp.optional(),
+  readAt: Timestamp.optional(),
+});
+export type Message = z.infer<typeof Message>;
+
+export const MessagePageQuery = z.strictObject({
+  limit: z.coerce.number().int().min(1).max(100).default(50),
+  before: Id.optional(),
+  after: Id.optional(),
+});
+export type MessagePageQuery = z.infer<typeof MessagePageQuery>;
+
+export const MessagePage = z.object({ messages: z.array(Message), hasMore: z.boolean() });
+export type MessagePage = z.infer<typeof MessagePage>;
+
+export const MessageIdParams = z.strictObject({ id: Id });
+
+export const UpdateStatusBody = z.strictObject({ status: z.enum(['delivered', 'read']) });
+export type UpdateStatusBody = z.infer<typeof UpdateStatusBody>;
+
+// ---- operations ----
+export const Health = z.object({
+  status: z.enum(['ok', 'unavailable']),
+  checks: z.record(z.string(), z.enum(['ok', 'down'])).optional(),
+});
+export type Health = z.infer<typeof Health>;

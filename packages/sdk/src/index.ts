@@ -1,1 +1,2 @@
-export {};
+export * from './crypto/index.js';
+export * from './store/index.js';

@@ -1,0 +1,86 @@
+import cors from '@fastify/cors';
+import helmet from '@fastify/helmet';
+import websocket from '@fastify/websocket';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import { validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
+import type { AppContext } from './context.js';
+import { registerBodyParser } from './http/plugins/body-parser.js';
+import { registerErrorHandlers } from './http/plugins/error-handler.js';
+import { registerNotFound } from './http/plugins/not-found.js';
+import { registerOpenApi } from './http/plugins/openapi.js';
+import { authRoutes } from './http/routes/auth.js';
+import { chatRoutes } from './http/routes/chats.js';
+import { messageRoutes } from './http/routes/messages.js';
+import { opsRoutes } from './http/routes/ops.js';
+import { userRoutes } from './http/routes/users.js';
+import { MAX_FRAME_BYTES, registerGateway } from './ws/gateway.js';
+
+/** Largest request body: a 64 KiB ciphertext is ~87 KiB of base64, plus the envelope. */
+export const MAX_BODY_BYTES = 128 * 1024;
+
+/** Builds the HTTP + WebSocket app on a context, without listening (tests and benchmarks use it). */
+export async function createApp(ctx: AppContext): Promise<FastifyInstance> {
+  const logger: FastifyBaseLogger = ctx.log.http;
+  const app = Fastify({
+    loggerInstance: logger,
+    // Per-request access logs are off: metrics count requests, logs keep what needs a reader.
+    logController: new LogController({ disableRequestLogging: true }),
+    bodyLimit: MAX_BODY_BYTES,
+    trustProxy: ctx.cfg.http.trustProxy,
+    onProtoPoisoning: 'error',
+    onConstructorPoisoning: 'error',
+    return503OnClosing: true,
+    requestTimeout: 30_000,
+    connectionTimeout: 60_000,
+    keepAliveTimeout: 72_000,
+    http: { headersTimeout: 20_000, maxHeaderSize: 16 * 1024 },
+    routerOptions: { maxParamLength: 200, ignoreTrailingSlash: true },
+  }).withTypeProvider<ZodTypeProvider>();
+
+  app.setValidatorCompiler(validatorCompiler);
+  // @NOTE Responses are built by the allowlisting functions in domain/wire.ts and typed by the
+  // schemas; re-validating every response would cost more than it protects.
+  app.setSerializerCompiler(() => (data) => JSON.stringify(data));
+  app.decorateRequest('auth', null);
+
+  registerErrorHandlers(app);
+  registerNotFound(app);
+  registerBodyParser(app);
+  observe(app, ctx);
+
+  await app.register(helmet, {
+    // The API serves JSON; /docs and /app are same-origin pages with their own assets.
+    contentSecurityPolicy: { directives: { defaultSrc: ["'self'"], scriptSrc: ["'self'"], styleSrc: ["'self'", "'unsafe-inline'"], imgSrc: ["'self'", 'data:'], connectSrc: ["'self'"] } },
+    crossOriginEmbedderPolicy: false,
+  });
+  await app.register(cors, {
+    origin: (origin, cb) => cb(null, origin === undefined || ctx.cfg.allowedOrigins.includes(origin)),
+    methods: ['GET', 'POST', 'PUT'],
+    allowedHeaders: ['Authorization', 'Content-Type'],
+    exposedHeaders: ['Retry-After'],
+    maxAge: 600,
+  });
+  await registerOpenApi(app);
+  await app.register(websocket, {
+    options: { maxPayload: MAX_FRAME_BYTES, perMessageDeflate: false, clientTracking: false },
+  });
+
+  const opts = { ctx };
+  await app.register(authRoutes, opts);
+  await app.register(userRoutes, opts);
+  await app.register(chatRoutes, opts);
+  await app.register(messageRoutes, opts);
+  await app.register(opsRoutes, opts);
+  await app.register(async (scope) => registerGateway(scope, ctx));
+  return app;
+}
+
+/** Request counts and durations by route template (never the raw URL: ids would explode the series). */
+function observe(app: FastifyInstance, ctx: AppContext): void {
+  app.addHook('onResponse', (request, reply, done) => {
+    const route = request.routeOptions.url ?? 'unmatched';
+    ctx.telemetry.httpRequests.inc({ method: request.method, route, status: String(reply.statusCode) });
+    ctx.telemetry.httpDuration.observe({ method: request.method, route }, reply.elapsedTime / 1000);
+    done();
+  });
+}

@@ -1,0 +1,144 @@
+import { randomUUID } from 'node:crypto';
+import type pino from 'pino';
+import { ARGON2_MAX_IN_FLIGHT, type ServerConfig } from './config/config.js';
+import type { ServerSecrets } from './config/secrets.js';
+import { AccountService } from './domain/accounts.js';
+import { ChatService } from './domain/chats.js';
+import { Mailbox } from './domain/mailbox.js';
+import { MessageService } from './domain/messages.js';
+import { PasswordHasher, type Argon2Params } from './domain/password-hasher.js';
+import { TokenService } from './domain/tokens.js';
+import { UserService } from './domain/users.js';
+import { authenticate } from './http/plugins/auth.js';
+import { CAPS } from './limits/catalog.js';
+import { MemoryLimiterStore, RateLimiter, type LimiterStore } from './limits/limiter.js';
+import { createLoggers, type Loggers } from './logger.js';
+import { LocalPubSub } from './pubsub/local.js';
+import type { PubSub } from './pubsub/pubsub.js';
+import { createDatabase, type Database } from './storage/db.js';
+import { Telemetry } from './telemetry.js';
+import { systemClock, type Clock } from './util/clock.js';
+import type { ConnectionDeps } from './ws/connection.js';
+import { Hub } from './ws/hub.js';
+
+/** What tests (and benchmarks) may swap in. */
+export interface ContextOverrides {
+  clock?: Clock;
+  argon2?: Argon2Params;
+  /** Shared between app instances in one process to simulate several servers. */
+  pubsub?: PubSub | null;
+  limiterStore?: LimiterStore;
+  logDestination?: pino.DestinationStream;
+  instanceId?: string;
+}
+
+const HEARTBEAT_MS = 30_000;
+
+/** The composition root: every long-lived object is built here, once, and passed down. */
+export class AppContext {
+  readonly instanceId: string;
+  readonly socketCap = CAPS.socketsPerUser;
+  readonly authenticate: ReturnType<typeof authenticate>;
+  readonly connectionDeps: ConnectionDeps;
+
+  private constructor(
+    readonly cfg: ServerConfig,
+    readonly log: Loggers,
+    readonly clock: Clock,
+    readonly db: Database,
+    readonly pubsub: PubSub | null,
+    readonly limiter: RateLimiter,
+    readonly telemetry: Telemetry,
+    readonly hub: Hub,
+    readonly services: {
+      tokens: TokenService;
+      accounts: AccountService;
+      users: UserService;
+      chats: ChatService;
+      mailbox: Mailbox;
+      messages: MessageService;
+    },
+    instanceId: string,
+  ) {
+    this.instanceId = instanceId;
+    this.authenticate = authenticate(services.tokens, limiter);
+    this.connectionDeps = {
+      tokens: services.tokens,
+      messages: services.messages,
+      mailbox: services.mailbox,
+      telemetry,
+      clock,
+      log: log.ws,
+      rateLimits: cfg.rateLimits,
+      attach: (conn) => hub.attach(conn),
+      detach: (conn) => hub.detach(conn),
+    };
+  }
+
+  static async fromConfig(cfg: ServerConfig, secrets: ServerSecrets, overrides: ContextOverrides = {}): Promise<AppContext> {
+    const log = createLoggers(cfg.logLevel, overrides.logDestination);
+    const clock = overrides.clock ?? systemClock;
+    const instanceId = overrides.instanceId ?? randomUUID();
+    const telemetry = new Telemetry();
+    const db = await createDatabase(cfg.db, log.db);
+    const pubsub = overrides.pubsub !== undefined ? overrides.pubsub : cfg.redisUrl ? await createRedisPubSub(cfg.redisUrl, log.pubsub) : null;
+    const limiter = new RateLimiter(overrides.limiterStore ?? new MemoryLimiterStore(), clock, cfg.rateLimits);
+    const hub = new Hub({ pubsub, instanceId, telemetry, log: log.ws, maxSocketsPerUser: cfg.rateLimits ? CAPS.socketsPerUser : Number.MAX_SAFE_INTEGER });
+
+    const tokens = new TokenService(db, cfg.auth, secrets.jwtSecret, clock, log.auth);
+    const hasher = new PasswordHasher(overrides.argon2 ?? cfg.auth.argon2, ARGON2_MAX_IN_FLIGHT);
+    const mailbox = new Mailbox(db, clock);
+    const chats = new ChatService(db, clock);
+    const messages = new MessageService({
+      db,
+      chats,
+      mailbox,
+      limiter,
+      clock,
+      maxCiphertextBytes: cfg.messages.maxCiphertextBytes,
+      hooks: { stored: (m) => (telemetry.messagesStored.inc(), telemetry.messageBytes.inc(m.encryptedContent.length * 0.75)) },
+    });
+    const services = {
+      tokens,
+      accounts: new AccountService({ db, hasher, tokens, limiter, clock, log: log.auth }),
+      users: new UserService(db),
+      chats,
+      mailbox,
+      messages,
+    };
+    mailbox.connect(hub);
+    tokens.connect(hub);
+    hub.startHeartbeat(HEARTBEAT_MS);
+    return new AppContext(cfg, log, clock, db, pubsub, limiter, telemetry, hub, services, instanceId);
+  }
+
+  async healthChecks(): Promise<Record<string, 'ok' | 'down'>> {
+    const probe = (p: Promise<unknown>) =>
+      Promise.race([p.then(() => 'ok' as const), new Promise<'down'>((r) => setTimeout(() => r('down'), 2000).unref())]).catch(() => 'down' as const);
+    const checks: Record<string, 'ok' | 'down'> = { database: await probe(this.db.ping()) };
+    if (this.pubsub && !(this.pubsub instanceof LocalPubSub)) checks.redis = await probe(this.pubsub.ping());
+    return checks;
+  }
+
+  /** Releases everything in reverse order of construction. */
+  async close(): Promise<void> {
+    const closers: [string, () => Promise<void> | void][] = [
+      ['sockets', () => this.hub.closeAll(1001, 'server closing')],
+      ['pubsub', () => this.pubsub?.close()],
+      ['limiter', () => this.limiter.close()],
+      ['database', () => this.db.close()],
+    ];
+    for (const [name, close] of closers) {
+      try {
+        await close();
+      } catch (err) {
+        this.log.root.warn({ err, resource: name }, 'close failed');
+      }
+    }
+  }
+}
+
+async function createRedisPubSub(url: string, log: pino.Logger): Promise<PubSub> {
+  const { RedisPubSub } = await import('./pubsub/redis.js');
+  return RedisPubSub.connect(url, log);
+}

@@ -1,0 +1,80 @@
+import type { AuthResponse, LoginBody, RegisterBody } from '@safechat/protocol';
+import type { Logger } from 'pino';
+import { ConflictError, UnauthorizedError, ValidationError } from '../errors.js';
+import type { RateLimiter } from '../limits/limiter.js';
+import { isUniqueViolation } from '../storage/dialect.js';
+import type { Database } from '../storage/db.js';
+import { findUserByUsername, insertUser, setPasswordHash } from '../storage/repositories/users.js';
+import type { Clock } from '../util/clock.js';
+import { uuidv7 } from '../util/ids.js';
+import type { PasswordHasher } from './password-hasher.js';
+import { isCommonPassword } from './passwords.js';
+import type { TokenService } from './tokens.js';
+import { toUser } from './wire.js';
+
+const BAD_LOGIN = 'invalid username or password';
+
+export class AccountService {
+  constructor(
+    private readonly deps: {
+      db: Database;
+      hasher: PasswordHasher;
+      tokens: TokenService;
+      limiter: RateLimiter;
+      clock: Clock;
+      log: Logger;
+    },
+  ) {}
+
+  async register(body: RegisterBody, ip: string): Promise<AuthResponse> {
+    const { db, hasher, tokens, limiter, clock, log } = this.deps;
+    await limiter.consume('registerPerIp', ip);
+    if (isCommonPassword(body.password) || body.password.toLowerCase() === body.username.toLowerCase()) {
+      throw new ValidationError('password is too common; choose a longer or less predictable one', [
+        { path: ['password'], reason: 'weak_password' },
+      ]);
+    }
+    if (await findUserByUsername(db.db, body.username)) await this.usernameTaken(ip);
+    const passwordHash = await hasher.hash(body.password);
+    const now = clock.now();
+    const row = { id: uuidv7(now), username: body.username, username_lower: body.username.toLowerCase(), password_hash: passwordHash, public_key: body.publicKey ?? null, created_at: now };
+    try {
+      const pair = await db.transaction(async (tx) => {
+        await insertUser(tx.db, row);
+        return tokens.startSession(tx, row.id);
+      });
+      log.info({ userId: row.id, ip }, 'user registered');
+      return { user: toUser(row), ...pair };
+    } catch (err) {
+      if (isUniqueViolation(err, 'users_username_lower_key')) return this.usernameTaken(ip);
+      throw err;
+    }
+  }
+
+  async login(body: LoginBody, ip: string): Promise<AuthResponse> {
+    const { db, hasher, tokens, limiter, log } = this.deps;
+    const account = body.username.toLowerCase();
+    await limiter.consume('loginPerIp', ip);
+    // Checked for every name, existing or not, so the limiter is no user-enumeration oracle.
+    await limiter.check('loginFailuresPerAccount', account);
+    const user = await findUserByUsername(db.db, body.username);
+    const ok = user ? await hasher.verify(user.password_hash, body.password) : await hasher.verifyDummy(body.password);
+    if (!user || !ok) {
+      await limiter.take('loginFailuresPerAccount', account);
+      log.info({ ip, known: user !== undefined }, 'login failed');
+      throw new UnauthorizedError(BAD_LOGIN);
+    }
+    const rehash = hasher.needsRehash(user.password_hash) ? await hasher.hash(body.password) : null;
+    const pair = await db.transaction(async (tx) => {
+      if (rehash) await setPasswordHash(tx.db, user.id, rehash);
+      return tokens.startSession(tx, user.id);
+    });
+    log.info({ userId: user.id, ip }, 'login succeeded');
+    return { user: toUser(user), ...pair };
+  }
+
+  private async usernameTaken(ip: string): Promise<never> {
+    await this.deps.limiter.consume('registerTakenPerIp', ip);
+    throw new ConflictError('username is already taken');
+  }
+}

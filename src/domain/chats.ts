@@ -1,0 +1,100 @@
+import type { Chat } from '@safechat/protocol';
+import { NotFoundError, ValidationError } from '../errors.js';
+import { isUniqueViolation } from '../storage/dialect.js';
+import type { Database } from '../storage/db.js';
+import {
+  findChatByDirectKey,
+  findChatForMember,
+  insertChat,
+  listChatsForMember,
+  memberIds,
+  memberIdsByChat,
+} from '../storage/repositories/chats.js';
+import { countExistingUsers } from '../storage/repositories/users.js';
+import type { Clock } from '../util/clock.js';
+import { uuidv7 } from '../util/ids.js';
+import { toChat } from './wire.js';
+
+const CHAT_NOT_FOUND = 'chat not found';
+
+export function directKey(a: string, b: string): string {
+  return a < b ? `${a}:${b}` : `${b}:${a}`;
+}
+
+/** A chat as its members see it. Non-members get the same 404 as for a chat that does not exist. */
+export class ChatService {
+  constructor(
+    private readonly db: Database,
+    private readonly clock: Clock,
+  ) {}
+
+  /** Creates a chat with the caller; a one-to-one pair that already has a chat gets it back. */
+  async create(callerId: string, participantIds: string[]): Promise<{ chat: Chat; created: boolean }> {
+    const others = [...new Set(participantIds)].filter((id) => id !== callerId);
+    if (others.length === 0) throw new ValidationError('participantIds must name at least one other user', [{ path: ['participantIds'] }]);
+    if (others.length === 1) {
+      const { chatId, created } = await this.findOrCreateDirect(callerId, others[0]!);
+      return { chat: await this.get(callerId, chatId), created };
+    }
+    await this.requireUsers(others);
+    const now = this.clock.now();
+    const id = uuidv7(now);
+    await this.db.transaction((tx) => insertChat(tx.db, newChatRow(id, 'group', null, callerId, now), [callerId, ...others]));
+    return { chat: await this.get(callerId, id), created: true };
+  }
+
+  /** The one-to-one chat of a pair, made on first use; the unique key settles concurrent creations. */
+  async findOrCreateDirect(a: string, b: string): Promise<{ chatId: string; created: boolean }> {
+    const key = directKey(a, b);
+    const existing = await findChatByDirectKey(this.db.db, key);
+    if (existing) return { chatId: existing.id, created: false };
+    await this.requireUsers([b]);
+    const now = this.clock.now();
+    const id = uuidv7(now);
+    try {
+      await this.db.transaction((tx) => insertChat(tx.db, newChatRow(id, 'direct', key, a, now), [a, b]));
+      return { chatId: id, created: true };
+    } catch (err) {
+      if (!isUniqueViolation(err, 'chats_direct_key_key')) throw err;
+      const winner = await findChatByDirectKey(this.db.db, key);
+      if (!winner) throw err;
+      return { chatId: winner.id, created: false };
+    }
+  }
+
+  private async requireUsers(ids: string[]): Promise<void> {
+    if ((await countExistingUsers(this.db.db, ids)) !== ids.length) throw new NotFoundError('user not found');
+  }
+
+  async get(userId: string, chatId: string): Promise<Chat> {
+    const row = await findChatForMember(this.db.db, chatId, userId);
+    if (!row) throw new NotFoundError(CHAT_NOT_FOUND);
+    return toChat(row, await memberIds(this.db.db, chatId));
+  }
+
+  async list(userId: string): Promise<Chat[]> {
+    const rows = await listChatsForMember(this.db.db, userId);
+    const members = await memberIdsByChat(this.db.db, rows.map((r) => r.id));
+    return rows.map((r) => toChat(r, members.get(r.id) ?? []));
+  }
+
+  /** The members of a chat the caller belongs to (404 otherwise). */
+  async membersFor(userId: string, chatId: string): Promise<string[]> {
+    const members = await memberIds(this.db.db, chatId);
+    if (!members.includes(userId)) throw new NotFoundError(CHAT_NOT_FOUND);
+    return members;
+  }
+}
+
+function newChatRow(id: string, kind: 'direct' | 'group', key: string | null, createdBy: string, now: number) {
+  return {
+    id,
+    kind,
+    direct_key: key,
+    last_message_id: null,
+    last_activity_at: now,
+    encryption_status: 'pending' as const,
+    created_by: createdBy,
+    created_at: now,
+  };
+}

@@ -1,0 +1,160 @@
+import { base64ByteLength, type Message, type MessagePage, type MessagePageQuery, type SendMessageBody } from '@safechat/protocol';
+import { ConflictError, ForbiddenError, NotFoundError, PayloadTooLargeError, ValidationError } from '../errors.js';
+import type { RateLimiter } from '../limits/limiter.js';
+import { isUniqueViolation } from '../storage/dialect.js';
+import type { Database } from '../storage/db.js';
+import { advanceChat, changeUnread } from '../storage/repositories/chats.js';
+import {
+  advanceStatus,
+  findMessageByClientId,
+  findMessageById,
+  insertMessage,
+  pageMessages,
+  type MessageRow,
+} from '../storage/repositories/messages.js';
+import type { Clock } from '../util/clock.js';
+import { iso } from '../util/clock.js';
+import { uuidv7 } from '../util/ids.js';
+import type { ChatService } from './chats.js';
+import type { Mailbox } from './mailbox.js';
+import { toMessage } from './wire.js';
+
+const STATUS_RANK = { sent: 0, delivered: 1, read: 2 } as const;
+const MESSAGE_NOT_FOUND = 'message not found';
+
+export interface SendResult {
+  message: Message;
+  /** False when this was a retry of an earlier send with the same clientMessageId. */
+  created: boolean;
+}
+
+export interface MessageHooks {
+  stored?(message: Message): void;
+}
+
+/**
+ * Store-and-forward of ciphertext. The server checks envelope shape and size, never decodes the
+ * content. One function serves `POST /messages` and the WebSocket `message.send`.
+ */
+export class MessageService {
+  constructor(
+    private readonly deps: {
+      db: Database;
+      chats: ChatService;
+      mailbox: Mailbox;
+      limiter: RateLimiter;
+      clock: Clock;
+      maxCiphertextBytes: number;
+      hooks?: MessageHooks;
+    },
+  ) {}
+
+  async send(senderId: string, body: SendMessageBody): Promise<SendResult> {
+    const { db, mailbox, limiter, clock } = this.deps;
+    const bytes = base64ByteLength(body.encryptedContent);
+    if (bytes > this.deps.maxCiphertextBytes) {
+      throw new PayloadTooLargeError(`encryptedContent exceeds ${this.deps.maxCiphertextBytes} bytes`, { limit: this.deps.maxCiphertextBytes });
+    }
+    if (body.clientMessageId !== undefined) {
+      const earlier = await findMessageByClientId(db.db, senderId, body.clientMessageId);
+      if (earlier) return { message: toMessage(earlier), created: false };
+    }
+    await limiter.consume('sendsPerUser', senderId);
+    await limiter.consume('sendBytesPerUser', senderId, bytes);
+
+    const { chatId, receiverId } = await this.route(senderId, body);
+    const now = clock.now();
+    const row: MessageRow = {
+      id: uuidv7(now),
+      chat_id: chatId,
+      seq: 0,
+      sender_id: senderId,
+      receiver_id: receiverId,
+      encrypted_content: body.encryptedContent,
+      iv: body.iv,
+      mac: body.mac,
+      type: body.type,
+      status: 'sent',
+      client_message_id: body.clientMessageId ?? null,
+      created_at: now,
+      delivered_at: null,
+      read_at: null,
+    };
+    try {
+      const message = await db.transaction(async (tx) => {
+        row.seq = await advanceChat(tx.db, chatId, row.id, now, body.type === 'key_exchange');
+        await insertMessage(tx.db, row);
+        await changeUnread(tx.db, chatId, receiverId, 1);
+        const m = toMessage(row);
+        await mailbox.append(tx, receiverId, 'message.new', m);
+        return m;
+      });
+      this.deps.hooks?.stored?.(message);
+      return { message, created: true };
+    } catch (err) {
+      // Two sends with one clientMessageId raced: the constraint picked the winner.
+      if (body.clientMessageId !== undefined && isUniqueViolation(err, 'messages_sender_client_id_key')) {
+        const winner = await findMessageByClientId(db.db, senderId, body.clientMessageId);
+        if (winner) return { message: toMessage(winner), created: false };
+      }
+      throw err;
+    }
+  }
+
+  /** Which chat and which member a message goes to; the sender must be in the chat. */
+  private async route(senderId: string, body: SendMessageBody): Promise<{ chatId: string; receiverId: string }> {
+    if (body.receiverId === senderId) throw new ValidationError('receiverId must be another user', [{ path: ['receiverId'] }]);
+    if (body.chatId === undefined) {
+      // A receiverId alone: the pair's one-to-one chat, found or made (the receiver must exist).
+      const receiverId = body.receiverId!;
+      const { chatId } = await this.deps.chats.findOrCreateDirect(senderId, receiverId);
+      return { chatId, receiverId };
+    }
+    const members = await this.deps.chats.membersFor(senderId, body.chatId);
+    if (body.receiverId !== undefined) {
+      if (!members.includes(body.receiverId)) throw new ValidationError('receiverId is not a member of this chat', [{ path: ['receiverId'] }]);
+      return { chatId: body.chatId, receiverId: body.receiverId };
+    }
+    const others = members.filter((id) => id !== senderId);
+    if (others.length !== 1) throw new ValidationError('receiverId is required in a group chat', [{ path: ['receiverId'] }]);
+    return { chatId: body.chatId, receiverId: others[0]! };
+  }
+
+  async page(userId: string, chatId: string, q: MessagePageQuery): Promise<MessagePage> {
+    const { db, chats } = this.deps;
+    await chats.membersFor(userId, chatId);
+    const seqOf = async (id: string | undefined, field: 'before' | 'after'): Promise<number | undefined> => {
+      if (id === undefined) return undefined;
+      const m = await findMessageById(db.db, id);
+      if (!m || m.chat_id !== chatId) throw new ValidationError(`${field} must be a message of this chat`, [{ path: [field] }]);
+      return Number(m.seq);
+    };
+    const afterSeq = await seqOf(q.after, 'after');
+    const beforeSeq = await seqOf(q.before, 'before');
+    const { rows, hasMore } = await pageMessages(db.db, chatId, userId, { afterSeq, beforeSeq, limit: q.limit });
+    return { messages: rows.map(toMessage), hasMore };
+  }
+
+  /** Receiver-only, forward-only: sent → delivered → read. Repeating a status is a no-op. */
+  async setStatus(userId: string, messageId: string, status: 'delivered' | 'read'): Promise<Message> {
+    const { db, mailbox, clock } = this.deps;
+    const current = await findMessageById(db.db, messageId);
+    if (!current || (current.sender_id !== userId && current.receiver_id !== userId)) throw new NotFoundError(MESSAGE_NOT_FOUND);
+    if (current.receiver_id !== userId) throw new ForbiddenError('only the receiver can set a message status');
+    const now = clock.now();
+    const updated = await db.transaction(async (tx) => {
+      const row = await advanceStatus(tx.db, messageId, status, now);
+      if (!row) return null;
+      if (status === 'read') await changeUnread(tx.db, row.chat_id, userId, -1);
+      await mailbox.append(tx, row.sender_id, 'message.status', { messageId, chatId: row.chat_id, status, updatedAt: iso(now) });
+      return row;
+    });
+    if (updated) return toMessage(updated);
+    // Not behind: either already there (idempotent) or further along (going back is refused).
+    const latest = (await findMessageById(db.db, messageId))!;
+    if (STATUS_RANK[latest.status] > STATUS_RANK[status]) {
+      throw new ConflictError(`message is already ${latest.status}; status only moves forward`);
+    }
+    return toMessage(latest);
+  }
+}

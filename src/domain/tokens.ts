@@ -1,0 +1,187 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { errors as joseErrors, jwtVerify, SignJWT } from 'jose';
+import type { TokenPair } from '@safechat/protocol';
+import type { ServerConfig } from '../config/config.js';
+import { UnauthorizedError } from '../errors.js';
+import type { Logger } from 'pino';
+import type { Database, Tx } from '../storage/db.js';
+import {
+  claimRefreshToken,
+  findFamily,
+  findRefreshToken,
+  insertFamily,
+  insertRefreshToken,
+  isFamilyActive,
+  revokeFamily,
+  touchFamily,
+} from '../storage/repositories/tokens.js';
+import type { Clock } from '../util/clock.js';
+import { uuidv7 } from '../util/ids.js';
+import type { SessionSink } from './notifier.js';
+
+export interface AccessClaims {
+  userId: string;
+  familyId: string;
+  /** Expiry, Unix seconds. */
+  exp: number;
+}
+
+const ALG = 'HS256';
+const ACCESS_TYP = 'at+jwt';
+/** 256-bit opaque refresh tokens, base64url. */
+const REFRESH_SHAPE = /^[A-Za-z0-9_-]{43}$/;
+const CLOCK_TOLERANCE_SEC = 5;
+
+function hashToken(token: string): string {
+  return createHash('sha256').update(token).digest('base64url');
+}
+
+/**
+ * Access tokens: short-lived HS256 JWTs (algorithm pinned, typ/iss/aud/exp checked), bound to a
+ * login ("family") that is checked on every use, so logout and revocation take effect at once.
+ * Refresh tokens: opaque, stored as SHA-256, single use; a reused one revokes its whole family.
+ */
+export class TokenService {
+  private sink: SessionSink | null = null;
+
+  constructor(
+    private readonly db: Database,
+    private readonly cfg: ServerConfig['auth'],
+    private readonly secret: Uint8Array,
+    private readonly clock: Clock,
+    private readonly log: Logger,
+  ) {}
+
+  connect(sink: SessionSink): void {
+    this.sink = sink;
+  }
+
+  /** Starts a new login for `userId` inside the caller's transaction. */
+  async startSession(tx: Tx, userId: string): Promise<TokenPair> {
+    const now = this.clock.now();
+    const familyId = uuidv7(now);
+    await insertFamily(tx.db, {
+      id: familyId,
+      user_id: userId,
+      created_at: now,
+      last_used_at: now,
+      expires_at: now + this.cfg.sessionMaxAgeSec * 1000,
+      revoked_at: null,
+      revoke_reason: null,
+    });
+    const refreshToken = await this.addRefreshToken(tx, familyId, userId, now);
+    return { accessToken: await this.signAccess(userId, familyId, now), refreshToken, expiresIn: this.cfg.accessTtlSec };
+  }
+
+  async refresh(refreshToken: string): Promise<TokenPair> {
+    if (!REFRESH_SHAPE.test(refreshToken)) throw new UnauthorizedError('invalid refresh token');
+    const tokenHash = hashToken(refreshToken);
+    const now = this.clock.now();
+    const outcome = await this.db.transaction(async (tx) => {
+      const claimed = await claimRefreshToken(tx.db, tokenHash, now);
+      if (!claimed) {
+        const seen = await findRefreshToken(tx.db, tokenHash);
+        // @NOTE A rotated token presented again means it leaked (or a client raced itself):
+        // revoke the whole family, as RFC 9700 §4.14.2 recommends.
+        if (seen) await this.revokeInTx(tx, seen.user_id, seen.family_id, 'refresh token reuse');
+        return seen ? ('reused' as const) : ('unknown' as const);
+      }
+      const family = await findFamily(tx.db, claimed.family_id);
+      if (!family || family.revoked_at !== null || family.expires_at <= now || claimed.expires_at <= now) return 'expired' as const;
+      await touchFamily(tx.db, family.id, now);
+      const next = await this.addRefreshToken(tx, family.id, family.user_id, now);
+      return { userId: family.user_id, familyId: family.id, refreshToken: next };
+    });
+    if (typeof outcome === 'string') {
+      if (outcome === 'reused') this.log.warn('refresh token reuse detected: family revoked');
+      throw new UnauthorizedError('invalid refresh token');
+    }
+    return {
+      accessToken: await this.signAccess(outcome.userId, outcome.familyId, now),
+      refreshToken: outcome.refreshToken,
+      expiresIn: this.cfg.accessTtlSec,
+    };
+  }
+
+  /** Ends the login the refresh token belongs to (idempotent for an already-ended login). */
+  async logout(refreshToken: string): Promise<void> {
+    if (!REFRESH_SHAPE.test(refreshToken)) throw new UnauthorizedError('invalid refresh token');
+    const tokenHash = hashToken(refreshToken);
+    const found = await this.db.transaction(async (tx) => {
+      const token = await findRefreshToken(tx.db, tokenHash);
+      if (!token) return false;
+      await this.revokeInTx(tx, token.user_id, token.family_id, 'logout');
+      return true;
+    });
+    if (!found) throw new UnauthorizedError('invalid refresh token');
+  }
+
+  async revokeInTx(tx: Tx, userId: string, familyId: string, reason: string): Promise<void> {
+    if (await revokeFamily(tx.db, familyId, this.clock.now(), reason)) {
+      tx.onCommit(() => this.sink?.sessionsRevoked(userId, familyId));
+    }
+  }
+
+  /** Verifies an access token: signature, pinned algorithm, typ, iss, aud, exp, and a live login. */
+  async verifyAccess(token: string): Promise<AccessClaims> {
+    const claims = await this.verifyJwt(token);
+    if (!(await isFamilyActive(this.db.db, claims.familyId, claims.userId, this.clock.now()))) {
+      throw new UnauthorizedError('session ended');
+    }
+    return claims;
+  }
+
+  private async verifyJwt(token: string): Promise<AccessClaims> {
+    if (token.length > 4096) throw new UnauthorizedError('invalid access token');
+    try {
+      const nowSec = Math.floor(this.clock.now() / 1000);
+      const { payload } = await jwtVerify(token, this.secret, {
+        algorithms: [ALG],
+        issuer: this.cfg.issuer,
+        audience: this.cfg.audience,
+        typ: ACCESS_TYP,
+        clockTolerance: CLOCK_TOLERANCE_SEC,
+        currentDate: new Date(nowSec * 1000),
+        requiredClaims: ['sub', 'sid', 'exp', 'iat', 'jti'],
+      });
+      const { sub, sid, exp, iat } = payload;
+      if (typeof sub !== 'string' || typeof sid !== 'string' || typeof exp !== 'number' || typeof iat !== 'number') {
+        throw new UnauthorizedError('invalid access token');
+      }
+      // jose accepts an `iat` in the future; a token minted "later" is not one we issued.
+      if (iat > nowSec + CLOCK_TOLERANCE_SEC) throw new UnauthorizedError('invalid access token');
+      return { userId: sub, familyId: sid, exp };
+    } catch (err) {
+      if (err instanceof UnauthorizedError) throw err;
+      if (err instanceof joseErrors.JWTExpired) throw new UnauthorizedError('access token expired');
+      // Any other failure (bad signature, alg, claims, malformed): one answer, no oracle.
+      throw new UnauthorizedError('invalid access token');
+    }
+  }
+
+  private async addRefreshToken(tx: Tx, familyId: string, userId: string, now: number): Promise<string> {
+    const token = randomBytes(32).toString('base64url');
+    await insertRefreshToken(tx.db, {
+      token_hash: hashToken(token),
+      family_id: familyId,
+      user_id: userId,
+      created_at: now,
+      expires_at: now + this.cfg.refreshTtlSec * 1000,
+      used_at: null,
+    });
+    return token;
+  }
+
+  private signAccess(userId: string, familyId: string, nowMs: number): Promise<string> {
+    const iat = Math.floor(nowMs / 1000);
+    return new SignJWT({ sid: familyId })
+      .setProtectedHeader({ alg: ALG, typ: ACCESS_TYP })
+      .setSubject(userId)
+      .setIssuer(this.cfg.issuer)
+      .setAudience(this.cfg.audience)
+      .setIssuedAt(iat)
+      .setExpirationTime(iat + this.cfg.accessTtlSec)
+      .setJti(randomBytes(16).toString('base64url'))
+      .sign(this.secret);
+  }
+}

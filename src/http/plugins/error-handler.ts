@@ -1,0 +1,53 @@
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod';
+import { AppError, internalErrorBody, issueDetail, UnavailableError, type IssueDetail } from '../../errors.js';
+import { isConnectionError } from '../../storage/dialect.js';
+import { StrictJsonError } from '../../util/strict-json.js';
+
+/** Fastify's own client errors, mapped onto our closed list of codes. */
+const FASTIFY_CODES: Record<string, () => AppError> = {
+  FST_ERR_CTP_BODY_TOO_LARGE: () => new AppError('payload_too_large', 'request body is too large'),
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: () => new AppError('unsupported_media_type', 'send JSON with Content-Type: application/json'),
+  FST_ERR_CTP_INVALID_CONTENT_LENGTH: () => new AppError('validation_error', 'Content-Length does not match the body'),
+  FST_ERR_CTP_EMPTY_JSON_BODY: () => new AppError('validation_error', 'the JSON body is empty'),
+  FST_ERR_CTP_INVALID_JSON_BODY: () => new AppError('validation_error', 'the body is not valid JSON', [{ reason: 'invalid_json' }]),
+  FST_ERR_CTP_INVALID_PARSE_TYPE: () => new AppError('unsupported_media_type', 'unsupported content type'),
+};
+
+function validationIssues(err: { validation: { instancePath: string; message?: string; params?: unknown }[] }): IssueDetail[] {
+  return err.validation.map((v) => {
+    const issue = (v.params as { issue?: Parameters<typeof issueDetail>[0] } | undefined)?.issue;
+    return issueDetail(issue ?? { path: v.instancePath.split('/').filter(Boolean), message: v.message });
+  });
+}
+
+/** Converts anything thrown into the SPEC's error shape; a 5xx never says what went wrong inside. */
+export function toHttpError(err: unknown): AppError | null {
+  if (err instanceof AppError) return err;
+  if (hasZodFastifySchemaValidationErrors(err)) {
+    const context = (err as unknown as { validationContext?: string }).validationContext ?? 'request';
+    return new AppError('validation_error', `invalid ${context}`, validationIssues(err));
+  }
+  if (err instanceof StrictJsonError) {
+    return new AppError('validation_error', 'the body is not acceptable JSON', [{ reason: err.reason, message: err.message }]);
+  }
+  const code = (err as FastifyError | null)?.code;
+  if (typeof code === 'string' && FASTIFY_CODES[code]) return FASTIFY_CODES[code]();
+  if (isConnectionError(err)) return new UnavailableError();
+  const status = (err as FastifyError | null)?.statusCode;
+  if (typeof status === 'number' && status >= 400 && status < 500) return new AppError('validation_error', 'bad request');
+  return null;
+}
+
+export function registerErrorHandlers(app: FastifyInstance): void {
+  app.setErrorHandler((err: unknown, request: FastifyRequest, reply: FastifyReply) => {
+    const appErr = toHttpError(err);
+    if (!appErr) {
+      request.log.error({ err }, 'unhandled error');
+      return reply.code(500).type('application/json').send(internalErrorBody());
+    }
+    if (appErr.status >= 500) request.log.warn({ err: { message: (err as Error).message, code: (err as FastifyError).code } }, 'dependency unavailable');
+    else if (appErr.code === 'rate_limited') request.log.info({ ip: request.ip }, 'rate limited');
+    return reply.code(appErr.status).headers(appErr.headers ?? {}).type('application/json').send(appErr.toBody());
+  });
+}

@@ -1,0 +1,27 @@
+import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import { ErrorBody, User, UserIdParams, UsernameQuery } from '@safechat/protocol';
+import type { AppContext } from '../../context.js';
+import { caller } from '../plugins/auth.js';
+
+const errors = { 400: ErrorBody, 401: ErrorBody, 404: ErrorBody, 429: ErrorBody };
+const security = [{ bearer: [] }];
+
+export const userRoutes: FastifyPluginAsyncZod<{ ctx: AppContext }> = async (app, { ctx }) => {
+  app.addHook('onRequest', ctx.authenticate);
+
+  app.get('/users/me', { schema: { tags: ['users'], security, response: { 200: User, ...errors } } }, async (request) =>
+    ctx.services.users.byId(caller(request).userId),
+  );
+
+  app.get(
+    '/users/:id',
+    { schema: { tags: ['users'], security, params: UserIdParams, response: { 200: User, ...errors } } },
+    async (request) => ctx.services.users.byId(request.params.id),
+  );
+
+  app.get(
+    '/users',
+    { schema: { tags: ['users'], summary: 'Find a user by exact username (case-insensitive)', security, querystring: UsernameQuery, response: { 200: User, ...errors } } },
+    async (request) => ctx.services.users.byUsername(request.query.username),
+  );
+};

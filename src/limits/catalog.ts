@@ -1,0 +1,36 @@
+/**
+ * Every rate limit, in one place. A token bucket per (limit, key): `burst` tokens, refilled at
+ * `perSec`. Numbers follow SECURITY.md §2.1/§2.5/§2.8 (Signal, Synapse, OWASP), widened where a
+ * busy but honest client would otherwise trip them; the README's security section explains each.
+ */
+export const LIMITS = {
+  /** Failed logins per account (consumed only by failures; checked before every attempt). */
+  loginFailuresPerAccount: { burst: 5, perSec: 1 / 60 },
+  /** Login attempts per client IP. */
+  loginPerIp: { burst: 30, perSec: 1 / 2 },
+  /** Registrations per client IP. */
+  registerPerIp: { burst: 30, perSec: 1 / 10 },
+  /** "Username taken" answers per client IP: the one place registration reveals who exists. */
+  registerTakenPerIp: { burst: 10, perSec: 1 / 30 },
+  /** Refreshes per login (token family). */
+  refreshPerFamily: { burst: 10, perSec: 1 / 60 },
+  /** Pre-key bundle claims per requester: draining a user's one-time pre-keys is an attack. */
+  keyClaimsPerUser: { burst: 100, perSec: 1 },
+  /** Messages per sender, by count and by ciphertext bytes. */
+  sendsPerUser: { burst: 300, perSec: 60 },
+  sendBytesPerUser: { burst: 16 * 1024 * 1024, perSec: 1024 * 1024 },
+  /** WebSocket upgrades per client IP. */
+  wsConnectsPerIp: { burst: 60, perSec: 2 },
+  /** Inbound WebSocket frames per connection. */
+  wsFramesPerSocket: { burst: 300, perSec: 100 },
+  /** Any other authenticated request, per user. */
+  requestsPerUser: { burst: 600, perSec: 100 },
+} as const satisfies Record<string, { burst: number; perSec: number }>;
+
+export type LimitName = keyof typeof LIMITS;
+
+/** Caps that are counts, not rates. */
+export const CAPS = {
+  socketsPerUser: 10,
+  sessionsPerUser: 10,
+} as const;

@@ -1,0 +1,78 @@
+import { RateLimitedError } from '../errors.js';
+import type { Clock } from '../util/clock.js';
+import { LIMITS, type LimitName } from './catalog.js';
+
+export interface Bucket {
+  tokens: number;
+  at: number;
+}
+
+/** Where buckets live: this process's memory, or Redis so every instance shares them. */
+export interface LimiterStore {
+  /**
+   * Refills the bucket to `now`, then takes `cost` tokens if there are that many (cost 0 only
+   * looks). Returns the seconds to wait when there are not (0 when allowed).
+   */
+  take(key: string, cost: number, burst: number, perSec: number, now: number): Promise<number>;
+  close(): Promise<void>;
+}
+
+export class RateLimiter {
+  constructor(
+    private readonly store: LimiterStore,
+    private readonly clock: Clock,
+    readonly enabled: boolean,
+  ) {}
+
+  /** Takes `cost` tokens or throws 429 with Retry-After. */
+  async consume(name: LimitName, key: string, cost = 1): Promise<void> {
+    const wait = await this.take(name, key, cost);
+    if (wait > 0) throw new RateLimitedError(wait);
+  }
+
+  /** Throws 429 if the bucket is empty, without taking anything. */
+  async check(name: LimitName, key: string): Promise<void> {
+    await this.consume(name, key, 0);
+  }
+
+  /** Takes tokens, returning seconds to wait (0 = allowed), for callers that do not throw. */
+  async take(name: LimitName, key: string, cost = 1): Promise<number> {
+    if (!this.enabled) return 0;
+    const { burst, perSec } = LIMITS[name];
+    return this.store.take(`${name}:${key}`, cost, burst, perSec, this.clock.now());
+  }
+
+  close(): Promise<void> {
+    return this.store.close();
+  }
+}
+
+/** Token-bucket arithmetic shared by the stores. Returns [bucket after, seconds to wait]. */
+export function takeFromBucket(b: Bucket | undefined, cost: number, burst: number, perSec: number, now: number): [Bucket, number] {
+  const tokens = b ? Math.min(burst, b.tokens + (Math.max(0, now - b.at) / 1000) * perSec) : burst;
+  const needed = Math.max(cost, 1);
+  if (tokens >= needed) return [{ tokens: tokens - cost, at: now }, 0];
+  return [{ tokens, at: now }, Math.max(1, Math.ceil((needed - tokens) / perSec))];
+}
+
+/** Buckets in this process. Bounded: beyond `maxKeys`, the least recently touched are dropped. */
+export class MemoryLimiterStore implements LimiterStore {
+  private readonly buckets = new Map<string, Bucket>();
+
+  constructor(private readonly maxKeys = 100_000) {}
+
+  take(key: string, cost: number, burst: number, perSec: number, now: number): Promise<number> {
+    const [next, wait] = takeFromBucket(this.buckets.get(key), cost, burst, perSec, now);
+    this.buckets.delete(key);
+    if (next.tokens < burst) {
+      this.buckets.set(key, next);
+      if (this.buckets.size > this.maxKeys) this.buckets.delete(this.buckets.keys().next().value!);
+    }
+    return Promise.resolve(wait);
+  }
+
+  close(): Promise<void> {
+    this.buckets.clear();
+    return Promise.resolve();
+  }
+}

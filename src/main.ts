@@ -1,0 +1,51 @@
+import { ConfigError, envToConfig } from './config/config.js';
+import { readEnv } from './config/env.js';
+import { envToSecrets } from './config/secrets.js';
+import { createApp } from './app.js';
+import { AppContext } from './context.js';
+import { CLOSE } from '@safechat/protocol';
+
+/** Process entry: env → config → context → app → listen; SIGTERM/SIGINT drain and exit 0. */
+async function main(): Promise<void> {
+  const env = readEnv();
+  let cfg, secrets;
+  try {
+    cfg = envToConfig(env);
+    secrets = envToSecrets(env, cfg);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      console.error(err.message);
+      process.exitCode = 78; // EX_CONFIG
+      return;
+    }
+    throw err;
+  }
+  const ctx = await AppContext.fromConfig(cfg, secrets);
+  const app = await createApp(ctx);
+  await app.listen({ host: cfg.http.host, port: cfg.http.port });
+  ctx.log.root.info({ db: cfg.db.kind, redis: cfg.redisUrl !== null, rateLimits: cfg.rateLimits }, 'safe chat backend ready');
+
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    ctx.log.root.info({ signal }, 'shutting down');
+    const force = setTimeout(() => {
+      ctx.log.root.error('shutdown grace period exceeded; exiting');
+      process.exit(1);
+    }, cfg.shutdownGraceMs + 5000);
+    force.unref();
+    // 1012 "service restart": clients reconnect (to another instance) and resume by cursor.
+    ctx.hub.closeAll(CLOSE.serviceRestart, 'server restarting');
+    await app.close();
+    await ctx.close();
+    ctx.log.root.info('stopped');
+  };
+  process.once('SIGTERM', () => void stop('SIGTERM'));
+  process.once('SIGINT', () => void stop('SIGINT'));
+}
+
+main().catch((err: unknown) => {
+  console.error('fatal:', err instanceof Error ? err.message : err);
+  process.exitCode = 1;
+});

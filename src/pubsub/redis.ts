@@ -1,0 +1,70 @@
+import { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+import type { PubSub } from './pubsub.js';
+
+/**
+ * Redis pub/sub on two connections (a subscribed connection cannot publish). ioredis reconnects
+ * and re-subscribes by itself; while Redis is away, publishes are dropped (clients catch up from
+ * the database by cursor) instead of queueing without bound.
+ */
+export class RedisPubSub implements PubSub {
+  private readonly handlers = new Map<string, Set<(message: string) => void>>();
+
+  private constructor(
+    private readonly pub: Redis,
+    private readonly sub: Redis,
+    private readonly log: Logger,
+  ) {
+    sub.on('message', (channel: string, message: string) => {
+      for (const h of this.handlers.get(channel) ?? []) h(message);
+    });
+  }
+
+  static async connect(url: string, log: Logger): Promise<RedisPubSub> {
+    const options = {
+      lazyConnect: true,
+      // Fail commands at once while disconnected: a publish is only a doorbell.
+      enableOfflineQueue: false,
+      maxRetriesPerRequest: 1,
+      retryStrategy: (attempt: number) => Math.min(attempt * 200, 2000),
+    };
+    const pub = new Redis(url, { ...options, connectionName: 'safechat-pub' });
+    const sub = new Redis(url, { ...options, enableOfflineQueue: true, autoResubscribe: true, connectionName: 'safechat-sub' });
+    for (const [name, client] of [['publisher', pub], ['subscriber', sub]] as const) {
+      client.on('error', (err: Error) => log.warn({ err: { message: err.message }, client: name }, 'redis error'));
+      client.on('ready', () => log.info({ client: name }, 'redis ready'));
+    }
+    await Promise.all([pub.connect(), sub.connect()]);
+    return new RedisPubSub(pub, sub, log);
+  }
+
+  publish(channel: string, message: string): void {
+    if (this.pub.status !== 'ready') return;
+    this.pub.publish(channel, message).catch((err: Error) => this.log.debug({ err: { message: err.message } }, 'publish dropped'));
+  }
+
+  subscribe(channel: string, handler: (message: string) => void): () => void {
+    let set = this.handlers.get(channel);
+    if (!set) {
+      this.handlers.set(channel, (set = new Set()));
+      this.sub.subscribe(channel).catch((err: Error) => this.log.warn({ err: { message: err.message } }, 'subscribe failed'));
+    }
+    set.add(handler);
+    return () => {
+      set.delete(handler);
+      if (set.size === 0 && this.handlers.get(channel) === set) {
+        this.handlers.delete(channel);
+        this.sub.unsubscribe(channel).catch(() => undefined);
+      }
+    };
+  }
+
+  async ping(): Promise<void> {
+    await this.pub.ping();
+  }
+
+  async close(): Promise<void> {
+    this.handlers.clear();
+    await Promise.allSettled([this.pub.quit(), this.sub.quit()]);
+  }
+}

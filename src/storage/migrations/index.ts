@@ -1,0 +1,7 @@
+import * as m0001 from './0001-init.js';
+import type { CtxMigration } from './provider.js';
+
+/** Every migration, in order. Add new ones at the end; never edit a released one. */
+export const migrations: Record<string, CtxMigration> = {
+  '0001': m0001,
+};

@@ -1,0 +1,99 @@
+import type { Kysely, Selectable } from 'kysely';
+import type { ChatsTable, Schema } from '../schema.js';
+
+export type ChatRow = Selectable<ChatsTable>;
+export type MemberChatRow = ChatRow & { unread_count: number };
+
+export async function insertChat(db: Kysely<Schema>, row: Omit<ChatRow, 'last_seq'>, memberIds: string[]): Promise<void> {
+  await db.insertInto('chats').values(row).execute();
+  await db
+    .insertInto('chat_members')
+    .values(memberIds.map((user_id) => ({ chat_id: row.id, user_id, joined_at: row.created_at })))
+    .execute();
+}
+
+export function findChatByDirectKey(db: Kysely<Schema>, key: string): Promise<ChatRow | undefined> {
+  return db.selectFrom('chats').selectAll().where('direct_key', '=', key).executeTakeFirst();
+}
+
+/** The chat as seen by one member; undefined when it does not exist or they are not in it. */
+export function findChatForMember(db: Kysely<Schema>, chatId: string, userId: string): Promise<MemberChatRow | undefined> {
+  return db
+    .selectFrom('chats')
+    .innerJoin('chat_members as m', (j) => j.onRef('m.chat_id', '=', 'chats.id').on('m.user_id', '=', userId))
+    .selectAll('chats')
+    .select('m.unread_count')
+    .where('chats.id', '=', chatId)
+    .executeTakeFirst();
+}
+
+export function listChatsForMember(db: Kysely<Schema>, userId: string): Promise<MemberChatRow[]> {
+  return db
+    .selectFrom('chat_members as m')
+    .innerJoin('chats', 'chats.id', 'm.chat_id')
+    .selectAll('chats')
+    .select('m.unread_count')
+    .where('m.user_id', '=', userId)
+    .orderBy('chats.last_activity_at', 'desc')
+    .orderBy('chats.id', 'desc')
+    .execute();
+}
+
+export async function memberIdsByChat(db: Kysely<Schema>, chatIds: string[]): Promise<Map<string, string[]>> {
+  const out = new Map<string, string[]>();
+  if (chatIds.length === 0) return out;
+  const rows = await db
+    .selectFrom('chat_members')
+    .select(['chat_id', 'user_id'])
+    .where('chat_id', 'in', chatIds)
+    .orderBy('chat_id')
+    .orderBy('user_id')
+    .execute();
+  for (const r of rows) {
+    const list = out.get(r.chat_id);
+    if (list) list.push(r.user_id);
+    else out.set(r.chat_id, [r.user_id]);
+  }
+  return out;
+}
+
+export async function memberIds(db: Kysely<Schema>, chatId: string): Promise<string[]> {
+  const rows = await db.selectFrom('chat_members').select('user_id').where('chat_id', '=', chatId).orderBy('user_id').execute();
+  return rows.map((r) => r.user_id);
+}
+
+/** Allocates the next per-chat sequence number and records the chat's latest message, atomically. */
+export async function advanceChat(
+  db: Kysely<Schema>,
+  chatId: string,
+  messageId: string,
+  now: number,
+  establishesEncryption: boolean,
+): Promise<number> {
+  const row = await db
+    .updateTable('chats')
+    .set((eb) => ({
+      last_seq: eb('last_seq', '+', 1),
+      last_message_id: messageId,
+      last_activity_at: now,
+      ...(establishesEncryption ? { encryption_status: 'established' as const } : {}),
+    }))
+    .where('id', '=', chatId)
+    .returning('last_seq')
+    .executeTakeFirstOrThrow();
+  return Number(row.last_seq);
+}
+
+export async function changeUnread(db: Kysely<Schema>, chatId: string, userId: string, delta: 1 | -1): Promise<void> {
+  await db
+    .updateTable('chat_members')
+    .set((eb) => ({
+      unread_count:
+        delta === 1
+          ? eb('unread_count', '+', 1)
+          : eb.case().when('unread_count', '>', 0).then(eb('unread_count', '-', 1)).else(0).end(),
+    }))
+    .where('chat_id', '=', chatId)
+    .where('user_id', '=', userId)
+    .execute();
+}

@@ -1,0 +1,52 @@
+import type { Kysely, Selectable } from 'kysely';
+import type { EventsTable, MessagesTable, Schema } from '../schema.js';
+
+export type EventRow = Selectable<EventsTable>;
+export type EventWithMessage = EventRow & { message: Selectable<MessagesTable> | null };
+
+/** Allocates the user's next event sequence number; the row lock orders concurrent appenders. */
+export async function nextEventSeq(db: Kysely<Schema>, userId: string): Promise<number> {
+  const row = await db
+    .updateTable('mailboxes')
+    .set((eb) => ({ last_seq: eb('last_seq', '+', 1) }))
+    .where('user_id', '=', userId)
+    .returning('last_seq')
+    .executeTakeFirstOrThrow();
+  return Number(row.last_seq);
+}
+
+export async function insertEvent(db: Kysely<Schema>, row: EventRow): Promise<void> {
+  await db.insertInto('events').values(row).execute();
+}
+
+export async function mailboxHead(db: Kysely<Schema>, userId: string): Promise<{ lastSeq: number; prunedThrough: number } | undefined> {
+  const row = await db.selectFrom('mailboxes').select(['last_seq', 'pruned_through']).where('user_id', '=', userId).executeTakeFirst();
+  return row ? { lastSeq: Number(row.last_seq), prunedThrough: Number(row.pruned_through) } : undefined;
+}
+
+const MESSAGE_COLUMNS = [
+  'id', 'chat_id', 'seq', 'sender_id', 'receiver_id', 'encrypted_content', 'iv', 'mac', 'type', 'status',
+  'client_message_id', 'created_at', 'delivered_at', 'read_at',
+] as const;
+
+/** Events after `afterSeq`, in order, with the message of each message.new joined in. */
+export async function readEventsAfter(db: Kysely<Schema>, userId: string, afterSeq: number, limit: number): Promise<EventWithMessage[]> {
+  const rows = await db
+    .selectFrom('events as e')
+    .leftJoin('messages as m', 'm.id', 'e.message_id')
+    .select(['e.user_id', 'e.seq', 'e.type', 'e.message_id', 'e.data', 'e.created_at'])
+    .select(MESSAGE_COLUMNS.map((c) => `m.${c} as m_${c}` as const))
+    .where('e.user_id', '=', userId)
+    .where('e.seq', '>', afterSeq)
+    .orderBy('e.seq', 'asc')
+    .limit(limit)
+    .execute();
+  return rows.map((r) => {
+    const raw = r as unknown as Record<string, unknown>;
+    const message =
+      raw.m_id === null || raw.m_id === undefined
+        ? null
+        : (Object.fromEntries(MESSAGE_COLUMNS.map((c) => [c, raw[`m_${c}`]])) as unknown as Selectable<MessagesTable>);
+    return { user_id: r.user_id, seq: Number(r.seq), type: r.type, message_id: r.message_id, data: r.data, created_at: r.created_at, message };
+  });
+}

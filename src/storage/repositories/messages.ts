@@ -1,0 +1,72 @@
+import type { Kysely, Selectable } from 'kysely';
+import type { MessagesTable, Schema } from '../schema.js';
+
+export type MessageRow = Selectable<MessagesTable>;
+export type MessageStatus = MessageRow['status'];
+
+export async function insertMessage(db: Kysely<Schema>, row: MessageRow): Promise<void> {
+  await db.insertInto('messages').values(row).execute();
+}
+
+export function findMessageById(db: Kysely<Schema>, id: string): Promise<MessageRow | undefined> {
+  return db.selectFrom('messages').selectAll().where('id', '=', id).executeTakeFirst();
+}
+
+export function findMessageByClientId(db: Kysely<Schema>, senderId: string, clientMessageId: string): Promise<MessageRow | undefined> {
+  return db
+    .selectFrom('messages')
+    .selectAll()
+    .where('sender_id', '=', senderId)
+    .where('client_message_id', '=', clientMessageId)
+    .executeTakeFirst();
+}
+
+export interface PageRange {
+  afterSeq?: number;
+  beforeSeq?: number;
+  limit: number;
+}
+
+/**
+ * One page of a chat's messages that `userId` sent or received, oldest first. Reads `limit + 1`
+ * rows to learn whether more exist in the paging direction.
+ */
+export async function pageMessages(db: Kysely<Schema>, chatId: string, userId: string, range: PageRange): Promise<{ rows: MessageRow[]; hasMore: boolean }> {
+  const forward = range.afterSeq !== undefined;
+  let q = db
+    .selectFrom('messages')
+    .selectAll()
+    .where('chat_id', '=', chatId)
+    .where((eb) => eb.or([eb('sender_id', '=', userId), eb('receiver_id', '=', userId)]));
+  if (range.afterSeq !== undefined) q = q.where('seq', '>', range.afterSeq);
+  if (range.beforeSeq !== undefined) q = q.where('seq', '<', range.beforeSeq);
+  const rows = await q
+    .orderBy('seq', forward ? 'asc' : 'desc')
+    .limit(range.limit + 1)
+    .execute();
+  const hasMore = rows.length > range.limit;
+  if (hasMore) rows.pop();
+  if (!forward) rows.reverse();
+  return { rows, hasMore };
+}
+
+/** Moves a message's status forward only; returns the updated row, or undefined if it was not behind. */
+export function advanceStatus(
+  db: Kysely<Schema>,
+  id: string,
+  to: 'delivered' | 'read',
+  now: number,
+): Promise<MessageRow | undefined> {
+  const from: MessageStatus[] = to === 'read' ? ['sent', 'delivered'] : ['sent'];
+  return db
+    .updateTable('messages')
+    .set((eb) => ({
+      status: to,
+      delivered_at: eb.fn.coalesce('delivered_at', eb.val(now)),
+      ...(to === 'read' ? { read_at: now } : {}),
+    }))
+    .where('id', '=', id)
+    .where('status', 'in', from)
+    .returningAll()
+    .executeTakeFirst();
+}

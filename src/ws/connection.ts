@@ -1,0 +1,322 @@
+import { randomUUID } from 'node:crypto';
+import { CLOSE, type ClientFrame, type SendMessageBody } from '@safechat/protocol';
+import type { Logger } from 'pino';
+import type { WebSocket } from 'ws';
+import type { Mailbox, StoredEvent } from '../domain/mailbox.js';
+import type { MessageService } from '../domain/messages.js';
+import type { AccessClaims, TokenService } from '../domain/tokens.js';
+import { AppError } from '../errors.js';
+import { LIMITS } from '../limits/catalog.js';
+import { takeFromBucket, type Bucket } from '../limits/limiter.js';
+import { isConnectionError } from '../storage/dialect.js';
+import type { Telemetry } from '../telemetry.js';
+import type { Clock } from '../util/clock.js';
+import { errorFrame, frame, parseClientFrame, salvageRequestId } from './frames.js';
+
+/** Limits of one socket; the README's WebSocket section documents each. */
+export const SOCKET_LIMITS = {
+  authTimeoutMs: 10_000,
+  /** A token may be used this long past its `exp` before the socket must re-authenticate. */
+  expiryGraceMs: 30_000,
+  /** Above this many buffered outbound bytes, live events wait and are read back from the log. */
+  highWaterBytes: 1024 * 1024,
+  lowWaterBytes: 256 * 1024,
+  /** A consumer that stays above the high-water mark this long is closed with 1013. */
+  slowConsumerMs: 5_000,
+  replayPageSize: 200,
+  maxConcurrentSends: 64,
+  maxBadFrames: 10,
+  maxThrottledFrames: 100,
+} as const;
+
+export interface ConnectionDeps {
+  tokens: TokenService;
+  messages: MessageService;
+  mailbox: Mailbox;
+  telemetry: Telemetry;
+  clock: Clock;
+  log: Logger;
+  rateLimits: boolean;
+  /** Registers a live connection; false when the user already has too many. */
+  attach(conn: Connection): boolean;
+  detach(conn: Connection): void;
+}
+
+type State = 'authenticating' | 'live' | 'closed';
+
+/**
+ * One client socket: authenticate (header or first frame), then deliver the user's event log
+ * from the cursor onwards — atproto's outbox, simplified: live events go straight out when they
+ * are next in line, anything else (a gap, a resume, a slow reader) is read back from the log.
+ */
+export class Connection {
+  readonly id = randomUUID();
+  userId: string | null = null;
+  familyId: string | null = null;
+  alive = true;
+  private state: State = 'authenticating';
+  private cursor = 0;
+  private pumping = false;
+  private dirty = false;
+  private timers: NodeJS.Timeout[] = [];
+  private expiryTimer: NodeJS.Timeout | null = null;
+  private bucket: Bucket | undefined;
+  private badFrames = 0;
+  private throttled = 0;
+  private sends = 0;
+
+  constructor(
+    private readonly socket: WebSocket,
+    private readonly deps: ConnectionDeps,
+    readonly ip: string,
+  ) {
+    // @NOTE listeners are attached synchronously, before any await, or early frames are lost.
+    socket.on('message', (data, isBinary) => this.onFrame(data as Buffer, isBinary));
+    socket.on('pong', () => (this.alive = true));
+    socket.on('close', () => this.cleanup());
+    socket.on('error', (err) => deps.log.debug({ err: { message: err.message }, connId: this.id }, 'socket error'));
+  }
+
+  /** Authenticated by the upgrade request's header. */
+  begin(claims: AccessClaims, since: number | undefined): void {
+    void this.start(claims, since);
+  }
+
+  /** Waits for the first-frame `auth`. */
+  awaitAuth(): void {
+    this.timers.push(setTimeout(() => this.close(CLOSE.unauthorized, 'authentication timeout'), SOCKET_LIMITS.authTimeoutMs));
+  }
+
+  get isLive(): boolean {
+    return this.state === 'live';
+  }
+
+  // ---- inbound ----
+
+  private onFrame(data: Buffer, isBinary: boolean): void {
+    if (this.state === 'closed') return;
+    if (isBinary) return this.close(CLOSE.unsupportedData, 'text frames only');
+    if (this.deps.rateLimits) {
+      const { burst, perSec } = LIMITS.wsFramesPerSocket;
+      const [next, wait] = takeFromBucket(this.bucket, 1, burst, perSec, this.deps.clock.now());
+      this.bucket = next;
+      if (wait > 0) {
+        this.deps.telemetry.rateLimited.inc();
+        if (++this.throttled > SOCKET_LIMITS.maxThrottledFrames) return this.close(CLOSE.policyViolation, 'too many frames');
+        return this.send(errorFrame('rate_limited', 'too many frames, slow down', undefined, { retryAfter: wait }));
+      }
+    }
+    const text = data.toString('utf8');
+    let f: ClientFrame;
+    try {
+      f = parseClientFrame(text);
+    } catch (err) {
+      if (this.state === 'authenticating') return this.close(CLOSE.unauthorized, 'the first frame must be {"type":"auth"}');
+      const e = err as AppError;
+      this.send(errorFrame(e.code, e.message, salvageRequestId(text), e.details));
+      if (++this.badFrames > SOCKET_LIMITS.maxBadFrames) this.close(CLOSE.policyViolation, 'too many invalid frames');
+      return;
+    }
+    this.deps.telemetry.wsFramesIn.inc({ type: f.type });
+    if (this.state === 'authenticating' && f.type !== 'auth') return this.close(CLOSE.unauthorized, 'the first frame must be {"type":"auth"}');
+    switch (f.type) {
+      case 'auth':
+        void this.onAuthFrame(f.token, f.since);
+        return;
+      case 'ping':
+        return this.send(frame({ type: 'pong' }));
+      case 'message.send':
+        void this.onSend(f.requestId, f.data);
+        return;
+    }
+  }
+
+  private async onAuthFrame(token: string, since: string | undefined): Promise<void> {
+    let claims: AccessClaims;
+    try {
+      claims = await this.deps.tokens.verifyAccess(token);
+    } catch (err) {
+      if (this.state === 'authenticating' || err instanceof AppError) return this.close(CLOSE.unauthorized, 'invalid or expired token');
+      return this.fail(err);
+    }
+    if (this.state === 'authenticating') {
+      for (const t of this.timers) clearTimeout(t);
+      this.timers = [];
+      return this.start(claims, since === undefined ? undefined : Number(since));
+    }
+    // A fresh token on a live socket extends it (same user only).
+    if (claims.userId !== this.userId) return this.close(CLOSE.unauthorized, 'token is for another user');
+    this.familyId = claims.familyId;
+    this.armExpiry(claims.exp);
+  }
+
+  private async onSend(requestId: string, body: SendMessageBody): Promise<void> {
+    if (this.sends >= SOCKET_LIMITS.maxConcurrentSends) {
+      return this.send(errorFrame('rate_limited', 'too many sends in flight', requestId, { retryAfter: 1 }));
+    }
+    this.sends++;
+    try {
+      const { message } = await this.deps.messages.send(this.userId!, body);
+      this.send(frame({ type: 'message.sent', requestId, data: message }));
+    } catch (err) {
+      const e = err instanceof AppError ? err : isConnectionError(err) ? new AppError('unavailable', 'service temporarily unavailable, retry later') : null;
+      if (!e) this.deps.log.error({ err, connId: this.id }, 'message.send failed');
+      this.send(e ? errorFrame(e.code, e.message, requestId, e.details) : errorFrame('internal_error', 'internal error', requestId));
+    } finally {
+      this.sends--;
+    }
+  }
+
+  // ---- outbound ----
+
+  private async start(claims: AccessClaims, since: number | undefined): Promise<void> {
+    this.userId = claims.userId;
+    this.familyId = claims.familyId;
+    if (!this.deps.attach(this)) return this.close(CLOSE.rateLimited, 'too many connections for this user');
+    this.state = 'live';
+    this.armExpiry(claims.exp);
+    // Events that arrive before the cursor is known only mark the log dirty.
+    this.pumping = true;
+    try {
+      const head = await this.deps.mailbox.head(claims.userId);
+      if (!head) return this.close(CLOSE.unauthorized, 'account not found');
+      if (since === undefined) {
+        this.cursor = head.lastSeq;
+        this.send(frame({ type: 'ready', data: { userId: claims.userId, cursor: String(this.cursor) } }));
+      } else if (since < head.prunedThrough || since > head.lastSeq) {
+        // Older than retention, or not a cursor of this server: the client must refetch over REST.
+        this.cursor = head.lastSeq;
+        this.send(frame({ type: 'ready', data: { userId: claims.userId, cursor: String(this.cursor) } }));
+        const reason = since > head.lastSeq ? 'cursor_unknown' : 'cursor_expired';
+        this.send(frame({ type: 'resync', cursor: String(this.cursor), data: { reason } }));
+      } else {
+        this.cursor = since;
+        this.dirty = since < head.lastSeq;
+        this.send(frame({ type: 'ready', data: { userId: claims.userId, cursor: String(this.cursor) } }));
+      }
+      this.deps.telemetry.wsOpened.inc();
+    } catch (err) {
+      return this.fail(err);
+    } finally {
+      this.pumping = false;
+    }
+    if (this.dirty) void this.pump();
+  }
+
+  /** Live events from this instance, in commit order. */
+  deliver(events: StoredEvent[]): void {
+    if (this.state !== 'live') return;
+    if (this.pumping) {
+      this.dirty = true;
+      return;
+    }
+    for (const e of events) {
+      if (e.seq <= this.cursor) continue;
+      if (e.seq !== this.cursor + 1 || this.socket.bufferedAmount > SOCKET_LIMITS.highWaterBytes) {
+        void this.pump();
+        return;
+      }
+      this.emit(e);
+    }
+  }
+
+  /** Another instance committed events for this user up to `seq`: read them from the log. */
+  wake(seq: number): void {
+    if (this.state === 'live' && seq > this.cursor) void this.pump();
+  }
+
+  private async pump(): Promise<void> {
+    if (this.pumping) {
+      this.dirty = true;
+      return;
+    }
+    this.pumping = true;
+    try {
+      do {
+        this.dirty = false;
+        for (;;) {
+          if (!(await this.drained())) return;
+          const batch = await this.deps.mailbox.readAfter(this.userId!, this.cursor, SOCKET_LIMITS.replayPageSize);
+          if (this.state !== 'live') return;
+          for (const e of batch) if (e.seq > this.cursor) this.emit(e);
+          if (batch.length < SOCKET_LIMITS.replayPageSize) break;
+        }
+      } while (this.dirty);
+    } catch (err) {
+      this.fail(err);
+    } finally {
+      this.pumping = false;
+    }
+  }
+
+  /** Waits until the outbound buffer is below the low-water mark; closes a reader that stays stuck. */
+  private async drained(): Promise<boolean> {
+    if (this.socket.bufferedAmount <= SOCKET_LIMITS.highWaterBytes) return this.state === 'live';
+    const deadline = this.deps.clock.now() + SOCKET_LIMITS.slowConsumerMs;
+    while (this.state === 'live' && this.socket.bufferedAmount > SOCKET_LIMITS.lowWaterBytes) {
+      if (this.deps.clock.now() > deadline) {
+        this.close(CLOSE.tryAgainLater, 'consumer too slow; reconnect with your last cursor');
+        return false;
+      }
+      await new Promise((r) => setTimeout(r, 25));
+    }
+    return this.state === 'live';
+  }
+
+  private emit(e: StoredEvent): void {
+    this.cursor = e.seq;
+    if (e.frame === '') return;
+    this.send(e.frame);
+    this.deps.telemetry.wsEventsOut.inc();
+  }
+
+  private send(text: string): void {
+    if (this.socket.readyState === this.socket.OPEN) this.socket.send(text);
+  }
+
+  // ---- lifecycle ----
+
+  private armExpiry(expSec: number): void {
+    if (this.expiryTimer) clearTimeout(this.expiryTimer);
+    const ms = Math.max(0, expSec * 1000 + SOCKET_LIMITS.expiryGraceMs - this.deps.clock.now());
+    this.expiryTimer = setTimeout(() => this.close(CLOSE.unauthorized, 'access token expired; send a fresh auth frame in time'), Math.min(ms, 2 ** 31 - 1));
+  }
+
+  private fail(err: unknown): void {
+    if (isConnectionError(err)) {
+      this.deps.log.warn({ connId: this.id, err: { message: (err as Error).message } }, 'database unavailable; closing socket');
+      return this.close(CLOSE.tryAgainLater, 'service temporarily unavailable');
+    }
+    this.deps.log.error({ err, connId: this.id }, 'socket failed');
+    this.close(CLOSE.internalError, 'internal error');
+  }
+
+  close(code: number, reason: string): void {
+    if (this.state === 'closed') return;
+    this.cleanup();
+    this.deps.telemetry.wsClosed.inc({ code: String(code) });
+    this.socket.close(code, reason);
+    // A peer that does not answer the close handshake is cut off.
+    setTimeout(() => this.socket.terminate(), 2000).unref();
+  }
+
+  private cleanup(): void {
+    if (this.state === 'closed') return;
+    const wasLive = this.state === 'live';
+    this.state = 'closed';
+    for (const t of this.timers) clearTimeout(t);
+    if (this.expiryTimer) clearTimeout(this.expiryTimer);
+    if (wasLive || this.userId !== null) this.deps.detach(this);
+  }
+
+  /** Protocol-level heartbeat: a socket that missed the previous ping is dropped. */
+  heartbeat(): void {
+    if (!this.alive) {
+      this.cleanup();
+      this.socket.terminate();
+      return;
+    }
+    this.alive = false;
+    this.socket.ping();
+  }
+}

@@ -1,0 +1,124 @@
+import { CLOSE } from '@safechat/protocol';
+import type { Logger } from 'pino';
+import type { EventSink, StoredEvent } from '../domain/mailbox.js';
+import type { SessionSink } from '../domain/notifier.js';
+import { userChannel, type PubSub } from '../pubsub/pubsub.js';
+import type { Telemetry } from '../telemetry.js';
+import type { Connection } from './connection.js';
+
+interface Signal {
+  /** Origin instance, so an instance ignores its own signals. */
+  o: string;
+  t: 'wake' | 'revoke';
+  /** wake: the newest event seq. */
+  s?: number;
+  /** revoke: the token family, or absent for every session of the user. */
+  f?: string;
+}
+
+/**
+ * This instance's live sockets by user. Committed events are handed to local sockets directly
+ * and announced to other instances as a wake-up on the user's channel (Redis carries "look",
+ * never the event).
+ */
+export class Hub implements EventSink, SessionSink {
+  private readonly users = new Map<string, Set<Connection>>();
+  private readonly unsubscribe = new Map<string, () => void>();
+  private heartbeatTimer: NodeJS.Timeout | null = null;
+
+  constructor(
+    private readonly deps: {
+      pubsub: PubSub | null;
+      instanceId: string;
+      telemetry: Telemetry;
+      log: Logger;
+      maxSocketsPerUser: number;
+    },
+  ) {}
+
+  attach(conn: Connection): boolean {
+    const userId = conn.userId!;
+    let set = this.users.get(userId);
+    if (set && set.size >= this.deps.maxSocketsPerUser) return false;
+    if (!set) {
+      this.users.set(userId, (set = new Set()));
+      const { pubsub } = this.deps;
+      if (pubsub) this.unsubscribe.set(userId, pubsub.subscribe(userChannel(userId), (m) => this.onSignal(userId, m)));
+    }
+    set.add(conn);
+    this.deps.telemetry.wsConnections.inc();
+    return true;
+  }
+
+  detach(conn: Connection): void {
+    const userId = conn.userId;
+    if (userId === null) return;
+    const set = this.users.get(userId);
+    if (!set?.delete(conn)) return;
+    this.deps.telemetry.wsConnections.dec();
+    if (set.size === 0) {
+      this.users.delete(userId);
+      this.unsubscribe.get(userId)?.();
+      this.unsubscribe.delete(userId);
+    }
+  }
+
+  connectionCount(userId?: string): number {
+    if (userId !== undefined) return this.users.get(userId)?.size ?? 0;
+    let n = 0;
+    for (const set of this.users.values()) n += set.size;
+    return n;
+  }
+
+  eventsCommitted(userId: string, events: StoredEvent[]): void {
+    const set = this.users.get(userId);
+    if (set) for (const conn of set) conn.deliver(events);
+    this.signal(userId, { o: this.deps.instanceId, t: 'wake', s: events[events.length - 1]!.seq });
+  }
+
+  sessionsRevoked(userId: string, familyId: string | null): void {
+    this.closeSessions(userId, familyId);
+    this.signal(userId, { o: this.deps.instanceId, t: 'revoke', ...(familyId !== null ? { f: familyId } : {}) });
+  }
+
+  private closeSessions(userId: string, familyId: string | null): void {
+    const set = this.users.get(userId);
+    if (!set) return;
+    for (const conn of [...set]) {
+      if (familyId === null || conn.familyId === familyId) conn.close(CLOSE.unauthorized, 'session revoked');
+    }
+  }
+
+  private signal(userId: string, s: Signal): void {
+    this.deps.pubsub?.publish(userChannel(userId), JSON.stringify(s));
+  }
+
+  private onSignal(userId: string, message: string): void {
+    let s: Signal;
+    try {
+      s = JSON.parse(message) as Signal;
+    } catch {
+      return;
+    }
+    if (s.o === this.deps.instanceId) return;
+    if (s.t === 'wake' && typeof s.s === 'number') {
+      for (const conn of this.users.get(userId) ?? []) conn.wake(s.s);
+    } else if (s.t === 'revoke') {
+      this.closeSessions(userId, s.f ?? null);
+    }
+  }
+
+  /** Pings every socket each interval and drops those that did not answer the previous ping. */
+  startHeartbeat(intervalMs: number): void {
+    this.heartbeatTimer = setInterval(() => {
+      for (const set of this.users.values()) for (const conn of [...set]) conn.heartbeat();
+    }, intervalMs);
+    this.heartbeatTimer.unref();
+  }
+
+  /** Closes every socket (shutdown: 1012 tells clients to reconnect, elsewhere or later). */
+  closeAll(code: number, reason: string): void {
+    if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
+    for (const set of [...this.users.values()]) for (const conn of [...set]) conn.close(code, reason);
+  }
+}

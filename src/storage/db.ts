@@ -24,10 +24,16 @@ export abstract class Database {
 
   constructor(protected readonly log: Logger) {}
 
+  /** PostgreSQL schema holding our tables (and the migration bookkeeping). */
+  protected migrationSchema: string | undefined;
+
   async migrate(): Promise<void> {
     const migrator = new Migrator({
       db: this.db,
       provider: new CtxMigrationProvider(migrations, { dialect: this.dialect }),
+      // @NOTE Without a schema, Kysely looks for its bookkeeping tables in every schema of the
+      // database, and another schema's copy would stop it from creating ours.
+      ...(this.migrationSchema !== undefined ? { migrationTableSchema: this.migrationSchema } : {}),
     });
     const { error, results } = await migrator.migrateToLatest();
     for (const r of results ?? []) {
@@ -192,9 +198,11 @@ export class PostgresDatabase extends Database {
   private constructor(
     readonly pool: pg.Pool,
     log: Logger,
+    schema: string,
   ) {
     super(log);
     this.db = new Kysely<Schema>({ dialect: new PostgresDialect({ pool }) });
+    this.migrationSchema = schema;
   }
 
   static async create(cfg: Extract<DatabaseConfig, { kind: 'postgres' }>, log: Logger): Promise<PostgresDatabase> {
@@ -219,7 +227,7 @@ export class PostgresDatabase extends Database {
     });
     // @NOTE Without this listener an idle client's error (e.g. the server restarting) crashes Node.
     pool.on('error', (err) => log.warn({ err: { message: err.message } }, 'idle database connection lost'));
-    return new PostgresDatabase(pool, log);
+    return new PostgresDatabase(pool, log, cfg.schema ?? 'public');
   }
 
   async transaction<T>(fn: (tx: Tx) => Promise<T>): Promise<T> {

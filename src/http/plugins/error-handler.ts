@@ -14,11 +14,16 @@ const FASTIFY_CODES: Record<string, () => AppError> = {
   FST_ERR_CTP_INVALID_PARSE_TYPE: () => new AppError('unsupported_media_type', 'unsupported content type'),
 };
 
-function validationIssues(err: { validation: { instancePath: string; message?: string; params?: unknown }[] }): IssueDetail[] {
-  return err.validation.map((v) => {
-    const issue = (v.params as { issue?: Parameters<typeof issueDetail>[0] } | undefined)?.issue;
-    return issueDetail(issue ?? { path: v.instancePath.split('/').filter(Boolean), message: v.message });
-  });
+function validationIssues(err: { validation: { instancePath: string; keyword: string; message?: string; params?: unknown }[] }): IssueDetail[] {
+  // fastify-type-provider-zod puts the zod issue's code in `keyword` and its other fields in `params`.
+  return err.validation.map((v) =>
+    issueDetail({
+      path: v.instancePath.split('/').filter(Boolean),
+      message: v.message,
+      code: v.keyword,
+      params: (v.params as { params?: unknown } | undefined)?.params,
+    }),
+  );
 }
 
 /** Converts anything thrown into the SPEC's error shape; a 5xx never says what went wrong inside. */

@@ -8,10 +8,12 @@ import { AppError } from '../../errors.js';
 export function registerNotFound(app: FastifyInstance): void {
   const routes: { pattern: RegExp; methods: Set<string> }[] = [];
   app.addHook('onRoute', (route) => {
+    const methods = [route.method].flat().filter((m) => m !== 'OPTIONS'); // CORS pre-flight answers every path
+    if (methods.length === 0) return;
     const source = '^' + route.url.replace(/[.+?^${}()|[\]\\]/g, '\\$&').replace(/\\\*|\*/g, '.*').replace(/:[A-Za-z_]+/g, '[^/]+') + '/?$';
     let entry = routes.find((r) => r.pattern.source === source);
     if (!entry) routes.push((entry = { pattern: new RegExp(source), methods: new Set() }));
-    for (const m of [route.method].flat()) entry.methods.add(m);
+    for (const m of methods) entry.methods.add(m);
   });
   app.setNotFoundHandler((request, reply) => {
     const path = request.url.split('?')[0] ?? '/';

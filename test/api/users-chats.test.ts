@@ -1,0 +1,117 @@
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { Api, isErrorShape, type Session } from '../_helpers/api.js';
+import { describeEachDialect, testServer, type TestServer } from '../_helpers/server.js';
+
+const MISSING = '01900000-0000-7000-8000-000000000000';
+
+describeEachDialect('users and chats', (dialect) => {
+  let s: TestServer;
+  let api: Api;
+  let alice: Session, bob: Session, carol: Session;
+
+  beforeAll(async () => {
+    s = await testServer({ dialect });
+    api = new Api(s.app);
+    [alice, bob, carol] = await Promise.all([api.register(), api.register(), api.register()]);
+  });
+  afterAll(() => s.close());
+
+  it('GET /users/me, /users/:id and /users?username= return user objects', async () => {
+    const me = await api.get('/users/me', alice.token);
+    expect(me.status).toBe(200);
+    expect(me.body).toEqual({ id: alice.id, username: alice.username, publicKey: null, createdAt: expect.any(String) });
+    expect((await api.get(`/users/${bob.id}`, alice.token)).body.username).toBe(bob.username);
+    const byName = await api.get(`/users?username=${bob.username.toUpperCase()}`, alice.token);
+    expect(byName.status).toBe(200);
+    expect(byName.body.id).toBe(bob.id);
+  });
+
+  it('user lookups: 404 for unknown, 400 for malformed, 401 without a token', async () => {
+    expect((await api.get(`/users/${MISSING}`, alice.token)).status).toBe(404);
+    expect((await api.get('/users?username=nobody_here_at_all', alice.token)).status).toBe(404);
+    expect((await api.get('/users/not-an-id', alice.token)).status).toBe(400);
+    expect((await api.get('/users', alice.token)).status).toBe(400);
+    expect((await api.get('/users?username=a&username=b', alice.token)).status).toBe(400);
+    const anon = await api.get('/users/me');
+    expect(anon.status).toBe(401);
+    expect(isErrorShape(anon.body, 'unauthorized')).toBe(true);
+    expect(anon.headers['www-authenticate']).toBe('Bearer');
+  });
+
+  it('POST /chats: 201 for a new pair, 200 with the same chat afterwards, from either side', async () => {
+    const a = await api.post('/chats', { participantIds: [bob.id] }, alice.token);
+    expect(a.status).toBe(201);
+    expect(a.body).toEqual({
+      id: expect.any(String),
+      participantIds: [alice.id, bob.id].sort(),
+      lastMessageId: null,
+      unreadCount: 0,
+      encryptionStatus: 'pending',
+      lastActivityAt: expect.any(String),
+      createdAt: expect.any(String),
+    });
+    const again = await api.post('/chats', { participantIds: [bob.id, alice.id] }, alice.token);
+    expect(again.status).toBe(200);
+    expect(again.body.id).toBe(a.body.id);
+    const fromBob = await api.post('/chats', { participantIds: [alice.id] }, bob.token);
+    expect(fromBob.status).toBe(200);
+    expect(fromBob.body.id).toBe(a.body.id);
+  });
+
+  it('concurrent creation of one pair yields one chat', async () => {
+    const [x, y] = await Promise.all([api.register(), api.register()]);
+    const results = await Promise.all([
+      ...Array.from({ length: 5 }, () => api.post('/chats', { participantIds: [y.id] }, x.token)),
+      ...Array.from({ length: 5 }, () => api.post('/chats', { participantIds: [x.id] }, y.token)),
+    ]);
+    expect(new Set(results.map((r) => r.body.id)).size).toBe(1);
+    expect(results.filter((r) => r.status === 201)).toHaveLength(1);
+    expect(results.filter((r) => r.status === 200)).toHaveLength(9);
+  });
+
+  it('group chats are always new (201)', async () => {
+    const g1 = await api.post('/chats', { participantIds: [bob.id, carol.id] }, alice.token);
+    const g2 = await api.post('/chats', { participantIds: [bob.id, carol.id] }, alice.token);
+    expect(g1.status).toBe(201);
+    expect(g2.status).toBe(201);
+    expect(g1.body.id).not.toBe(g2.body.id);
+    expect(g1.body.participantIds).toEqual([alice.id, bob.id, carol.id].sort());
+  });
+
+  it('POST /chats refuses bad input', async () => {
+    expect((await api.post('/chats', { participantIds: [MISSING] }, alice.token)).status).toBe(404);
+    expect((await api.post('/chats', { participantIds: [alice.id] }, alice.token)).status).toBe(400);
+    expect((await api.post('/chats', { participantIds: [] }, alice.token)).status).toBe(400);
+    expect((await api.post('/chats', { participantIds: ['x'] }, alice.token)).status).toBe(400);
+    expect((await api.post('/chats', { participantIds: [bob.id], name: 'x' }, alice.token)).status).toBe(400);
+    expect((await api.post('/chats', { participantIds: [bob.id] })).status).toBe(401);
+  });
+
+  it('GET /chats lists the caller’s chats, most recent activity first, with own unread counts', async () => {
+    const [u, v, w] = await Promise.all([api.register(), api.register(), api.register()]);
+    const uv = await api.chat(u, v);
+    const uw = await api.chat(u, w);
+    await api.send(v, { chatId: uv.id });
+    await api.send(v, { chatId: uv.id });
+    await api.send(w, { chatId: uw.id });
+    const list = await api.get('/chats', u.token);
+    expect(list.status).toBe(200);
+    expect(list.body.chats.map((c: { id: string }) => c.id)).toEqual([uw.id, uv.id]);
+    expect(list.body.chats[1].unreadCount).toBe(2);
+    expect(list.body.chats[0].unreadCount).toBe(1);
+    const vList = await api.get('/chats', v.token);
+    expect(vList.body.chats).toHaveLength(1);
+    expect(vList.body.chats[0].unreadCount).toBe(0);
+    expect(vList.body.chats[0].lastMessageId).toBe(list.body.chats[1].lastMessageId);
+  });
+
+  it('a non-member gets the same 404 as for a chat that does not exist', async () => {
+    const ab = await api.chat(alice, bob);
+    const foreign = await api.get(`/chats/${ab.id}`, carol.token);
+    const missing = await api.get(`/chats/${MISSING}`, carol.token);
+    expect(foreign.status).toBe(404);
+    expect(foreign.body).toEqual(missing.body);
+    expect((await api.get(`/chats/${ab.id}`, alice.token)).status).toBe(200);
+    expect((await api.get('/chats', carol.token)).body.chats.find((c: { id: string }) => c.id === ab.id)).toBeUndefined();
+  });
+});

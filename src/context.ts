@@ -13,8 +13,9 @@ import { authenticate } from './http/plugins/auth.js';
 import { CAPS } from './limits/catalog.js';
 import { MemoryLimiterStore, RateLimiter, type LimiterStore } from './limits/limiter.js';
 import { createLoggers, type Loggers } from './logger.js';
-import { LocalPubSub } from './pubsub/local.js';
 import type { PubSub } from './pubsub/pubsub.js';
+import { RedisPubSub } from './pubsub/redis.js';
+import { RedisLimiterStore } from './limits/redis-store.js';
 import { createDatabase, type Database } from './storage/db.js';
 import { Telemetry } from './telemetry.js';
 import { systemClock, type Clock } from './util/clock.js';
@@ -81,8 +82,10 @@ export class AppContext {
     const instanceId = overrides.instanceId ?? randomUUID();
     const telemetry = new Telemetry();
     const db = await createDatabase(cfg.db, log.db);
-    const pubsub = overrides.pubsub !== undefined ? overrides.pubsub : cfg.redisUrl ? await createRedisPubSub(cfg.redisUrl, log.pubsub) : null;
-    const limiter = new RateLimiter(overrides.limiterStore ?? new MemoryLimiterStore(), clock, cfg.rateLimits);
+    const redis = overrides.pubsub === undefined && cfg.redisUrl ? await RedisPubSub.connect(cfg.redisUrl, log.pubsub) : null;
+    const pubsub = overrides.pubsub !== undefined ? overrides.pubsub : redis;
+    const limiterStore = overrides.limiterStore ?? (redis ? new RedisLimiterStore(redis.pub, log.root) : new MemoryLimiterStore());
+    const limiter = new RateLimiter(limiterStore, clock, cfg.rateLimits);
     const hub = new Hub({ pubsub, instanceId, telemetry, log: log.ws, maxSocketsPerUser: cfg.rateLimits ? CAPS.socketsPerUser : Number.MAX_SAFE_INTEGER });
 
     const tokens = new TokenService(db, cfg.auth, secrets.jwtSecret, clock, log.auth);
@@ -116,7 +119,7 @@ export class AppContext {
     const probe = (p: Promise<unknown>) =>
       Promise.race([p.then(() => 'ok' as const), new Promise<'down'>((r) => setTimeout(() => r('down'), 2000).unref())]).catch(() => 'down' as const);
     const checks: Record<string, 'ok' | 'down'> = { database: await probe(this.db.ping()) };
-    if (this.pubsub && !(this.pubsub instanceof LocalPubSub)) checks.redis = await probe(this.pubsub.ping());
+    if (this.pubsub instanceof RedisPubSub) checks.redis = await probe(this.pubsub.ping());
     return checks;
   }
 
@@ -136,9 +139,4 @@ export class AppContext {
       }
     }
   }
-}
-
-async function createRedisPubSub(url: string, log: pino.Logger): Promise<PubSub> {
-  const { RedisPubSub } = await import('./pubsub/redis.js');
-  return RedisPubSub.connect(url, log);
 }

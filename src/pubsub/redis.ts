@@ -11,7 +11,8 @@ export class RedisPubSub implements PubSub {
   private readonly handlers = new Map<string, Set<(message: string) => void>>();
 
   private constructor(
-    private readonly pub: Redis,
+    /** The command connection; also used by other Redis users (the shared rate limiter). */
+    readonly pub: Redis,
     private readonly sub: Redis,
     private readonly log: Logger,
   ) {
@@ -34,7 +35,9 @@ export class RedisPubSub implements PubSub {
       client.on('error', (err: Error) => log.warn({ err: { message: err.message }, client: name }, 'redis error'));
       client.on('ready', () => log.info({ client: name }, 'redis ready'));
     }
-    await Promise.all([pub.connect(), sub.connect()]);
+    // A Redis that is down at start is not fatal: ioredis keeps retrying, sends still work, and
+    // live delivery across instances returns when Redis does.
+    await Promise.all([pub.connect(), sub.connect()]).catch((err: Error) => log.warn({ err: { message: err.message } }, 'redis not reachable at start; retrying'));
     return new RedisPubSub(pub, sub, log);
   }
 

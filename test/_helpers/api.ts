@@ -52,7 +52,7 @@ export class Api {
     } catch {
       body = res.body;
     }
-    return { status: res.statusCode, body, headers: res.headers, text: res.body };
+    return { status: res.statusCode, body, headers: res.headers as Res['headers'], text: res.body };
   }
 
   get<T = any>(url: string, token?: string) {

@@ -7,7 +7,7 @@ import type { KeyStore, OneTimePreKeyRecord, SessionStore, SignedPreKeyRecord } 
 import { fromBase64, isUint32, toBase64 } from './bytes.js';
 import { COVER_TYPE, KEY_EXCHANGE_TYPE, type PlaintextType } from './constants.js';
 import { decodeEnvelope, type Envelope, type Plaintext } from './envelope.js';
-import { DecryptionError, InvalidBundleError, MissingKeyError, NoSessionError } from './errors.js';
+import { DecryptionError, InvalidBundleError, MissingKeyError, NoSessionError, UntrustedIdentityError } from './errors.js';
 import { generateOneTimePreKey, generateSignedPreKey, randomKeyId } from './keys.js';
 import { constantTimeEqual } from './primitives.js';
 import { initInitiator, initResponder } from './ratchet.js';
@@ -79,6 +79,15 @@ export interface DecryptedMessage {
   counter: number;
 }
 
+export interface DecryptOptions {
+  /**
+   * Called when a pre-key message would create a new session, after the message authenticated
+   * and before anything is stored or consumed. Return false to refuse it (UntrustedIdentityError).
+   * Typical check: the key equals the sender's `publicKey` on the server, or a pinned key.
+   */
+  trustIdentity?: (peerUserId: string, identityKey: string) => boolean | Promise<boolean>;
+}
+
 export interface Routing {
   senderId: string;
   receiverId: string;
@@ -93,10 +102,11 @@ const locks = new WeakMap<object, Map<string, Promise<void>>>();
 
 async function withPeerLock<T>(store: object, peer: string, fn: () => Promise<T>): Promise<T> {
   let byPeer = locks.get(store);
-  if (!byPeer) locks.set(store, (byPeer = new Map()));
+  if (!byPeer) locks.set(store, (byPeer = new Map<string, Promise<void>>()));
   const previous = byPeer.get(peer) ?? Promise.resolve();
   let release!: () => void;
-  const mine = previous.then(() => new Promise<void>((r) => (release = r)));
+  const done = new Promise<void>((r) => (release = r));
+  const mine = previous.then(() => done);
   byPeer.set(peer, mine);
   await previous;
   try {
@@ -227,7 +237,13 @@ export async function initiateSession(
   if (bundle.userId !== peerUserId) throw new InvalidBundleError('bundle is for another user');
   const identity = await requireIdentity(stores.keys);
   if (constantTimeEqual(bundle.identityKey, identity.publicKey)) throw new InvalidBundleError('bundle carries our own identity key');
-  const x = x3dhInitiate(identity, bundle); // verifies the signature before any DH
+  let x: ReturnType<typeof x3dhInitiate>;
+  try {
+    x = x3dhInitiate(identity, bundle); // verifies the signature before any DH
+  } catch (e) {
+    if (e instanceof InvalidBundleError) throw e;
+    throw new InvalidBundleError('pre-key bundle holds an unusable key'); // e.g. a low-order pre-key
+  }
   for (const d of x.dh) d.fill(0);
   const state: SessionState = {
     role: 'initiator',
@@ -278,10 +294,11 @@ export async function encryptMessage(stores: CryptoStores, routing: Routing, pla
 /**
  * Decrypts a server message object. A message carrying a pre-key header from an unknown session
  * creates the responder session (X3DH, consuming the one-time pre-key once the message has
- * authenticated). Every failure throws DecryptionError. Each message decrypts once: message keys
+ * authenticated, and once `opts.trustIdentity` accepted the sender's identity key). Every
+ * decryption failure throws DecryptionError. Each message decrypts once: message keys
  * are deleted after use, so keep the plaintext (by message id) if it will be shown again.
  */
-export async function decryptMessage(stores: CryptoStores, message: IncomingMessage): Promise<DecryptedMessage> {
+export async function decryptMessage(stores: CryptoStores, message: IncomingMessage, opts: DecryptOptions = {}): Promise<DecryptedMessage> {
   let envelope: Envelope;
   let iv: Uint8Array;
   let mac: Uint8Array;
@@ -337,6 +354,8 @@ export async function decryptMessage(stores: CryptoStores, message: IncomingMess
         throw new DecryptionError();
       }
       const { state, plaintext } = decryptWithState(fresh, envelope, routing, iv, mac);
+      const identityKey = toBase64(state.peerIdentityKey);
+      if (opts.trustIdentity && !(await opts.trustIdentity(peer, identityKey))) throw new UntrustedIdentityError(peer, identityKey);
       const identityChanged = !!record.active && !constantTimeEqual(record.active.peerIdentityKey, state.peerIdentityKey);
       commitState(record, null, state);
       await stores.sessions.storeSession(peer, recordToJSON(record));

@@ -29,6 +29,22 @@ export class NoSessionError extends SafeChatCryptoError {
   }
 }
 
+/**
+ * A pre-key message authenticated, but the `trustIdentity` hook refused the sender's identity
+ * key (e.g. it differs from the server's `publicKey` for that user, or from a pinned key).
+ * Nothing was stored or consumed. Not a decryption oracle: the key is public header data.
+ */
+export class UntrustedIdentityError extends SafeChatCryptoError {
+  override name = 'UntrustedIdentityError';
+  constructor(
+    readonly peerUserId: string,
+    /** base64 Ed25519 identity key the message came with. */
+    readonly identityKey: string,
+  ) {
+    super('untrusted identity key');
+  }
+}
+
 /** The local key store has no identity (or no signed pre-key) yet. */
 export class MissingKeyError extends SafeChatCryptoError {
   override name = 'MissingKeyError';

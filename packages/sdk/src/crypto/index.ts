@@ -14,6 +14,7 @@ export {
   rotateSignedPreKey,
   type CryptoStores,
   type DecryptedMessage,
+  type DecryptOptions,
   type EncryptedMessage,
   type IncomingMessage,
   type Plaintext,
@@ -24,7 +25,14 @@ export {
 } from './api.js';
 export { generateIdentity, generateOneTimePreKey, generateSignedPreKey } from './keys.js';
 export { fingerprintDigits, safetyNumber, type FingerprintParty } from './fingerprint.js';
-export { DecryptionError, InvalidBundleError, MissingKeyError, NoSessionError, SafeChatCryptoError } from './errors.js';
+export {
+  DecryptionError,
+  InvalidBundleError,
+  MissingKeyError,
+  NoSessionError,
+  SafeChatCryptoError,
+  UntrustedIdentityError,
+} from './errors.js';
 export { fromBase64, toBase64 } from './bytes.js';
 export * as constants from './constants.js';
 export * as x3dh from './x3dh.js';

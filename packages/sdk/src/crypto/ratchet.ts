@@ -104,7 +104,10 @@ export function ratchetDecryptStep(state: RatchetState, header: RatchetHeader, n
     return entry!.mk; // deleted from the store: a second copy of this message finds nothing
   }
   if (!state.dhr || !constantTimeEqual(header.dh, state.dhr)) {
-    skipMessageKeys(state, header.pn);
+    // @NOTE The spec raises here when pn is beyond MAX_SKIP; we keep at most MAX_SKIP keys of the
+    // old chain instead, so one large loss cannot wedge the session for good (the work per
+    // message stays bounded the same way; the old chain's later messages are simply lost).
+    skipMessageKeys(state, Math.min(header.pn, state.nr + MAX_SKIP));
     dhRatchet(state, header, nextKeyPair());
   }
   if (header.n < state.nr) throw new Error('message key already used'); // replay, or a deleted key

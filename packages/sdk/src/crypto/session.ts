@@ -96,8 +96,12 @@ export function decryptWithState(
   } catch {
     throw new DecryptionError();
   }
-  const plaintext = openMessage({ mk, ad: associatedData(copy), routing, envelope, iv, mac });
-  mk.fill(0);
+  let plaintext: Plaintext;
+  try {
+    plaintext = openMessage({ mk, ad: associatedData(copy), routing, envelope, iv, mac });
+  } finally {
+    mk.fill(0);
+  }
   copy.pendingPreKey = null; // the peer has the session: stop sending the pre-key header
   return { state: copy, plaintext };
 }

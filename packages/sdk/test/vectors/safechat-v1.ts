@@ -9,7 +9,7 @@
  * straight from the specification (DH, HKDF, HMAC calls in the order the README lists) and
  * throws if the two disagree.
  */
-import { concat, toBase64, toHex, u32be, utf8 } from '../../src/crypto/bytes.js';
+import { concat, toBase64, toHex, utf8 } from '../../src/crypto/bytes.js';
 import {
   CK_CHAIN_KEY_SEED,
   CK_MESSAGE_KEY_SEED,
@@ -190,12 +190,16 @@ export function buildSafeChatV1Vectors() {
     check(same(hmacSha256(keys.macKey, input), sealed.mac), `${name}: MAC`);
     // the receiver decrypts it
     const out = decryptWithState(to(), env, routing, sealed.iv, sealed.mac, nextKeyPair ? () => nextKeyPair : undefined);
-    check(JSON.stringify(out.plaintext) === JSON.stringify(plaintext), `${name}: round trip`);
+    const bodyHex = (p: Plaintext) => (typeof p.body === 'string' ? `s:${p.body}` : `b:${hex(p.body)}`);
+    check(out.plaintext.type === plaintext.type && bodyHex(out.plaintext) === bodyHex(plaintext), `${name}: round trip`);
     setTo(out.state);
     messages.push({
       name,
       routing: { ...routing, counter },
-      plaintext: { type: plaintext.type, body: plaintext.body },
+      plaintext:
+        typeof plaintext.body === 'string'
+          ? { type: plaintext.type, body: plaintext.body }
+          : { type: plaintext.type, bodyHex: hex(plaintext.body) },
       ratchetHeader: { dh: hex(env.header.dh), pn: env.header.pn, n: env.header.n, encoded: hex(rh) },
       preKeyHeader: preKey
         ? {
@@ -296,6 +300,5 @@ export function buildSafeChatV1Vectors() {
       bobDigits: fingerprintDigits({ userId: BOB_ID, identityKey: bobId.publicKey }),
       display: safetyNumber({ userId: ALICE_ID, identityKey: aliceId.publicKey }, { userId: BOB_ID, identityKey: bobId.publicKey }),
     },
-    u32Example: hex(u32be(258)),
   };
 }

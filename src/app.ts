@@ -3,6 +3,7 @@ import helmet from '@fastify/helmet';
 import websocket from '@fastify/websocket';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import { validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
+import { CLOSE } from '@safechat/protocol';
 import type { AppContext } from './context.js';
 import { registerBodyParser } from './http/plugins/body-parser.js';
 import { registerErrorHandlers } from './http/plugins/error-handler.js';
@@ -10,6 +11,7 @@ import { registerNotFound } from './http/plugins/not-found.js';
 import { registerOpenApi } from './http/plugins/openapi.js';
 import { authRoutes } from './http/routes/auth.js';
 import { chatRoutes } from './http/routes/chats.js';
+import { keyRoutes } from './http/routes/keys.js';
 import { messageRoutes } from './http/routes/messages.js';
 import { opsRoutes } from './http/routes/ops.js';
 import { userRoutes } from './http/routes/users.js';
@@ -65,9 +67,13 @@ export async function createApp(ctx: AppContext): Promise<FastifyInstance> {
     options: { maxPayload: MAX_FRAME_BYTES, perMessageDeflate: false, clientTracking: false },
   });
 
+  // Sockets first: an HTTP server does not finish closing while upgraded sockets stay open.
+  app.addHook('preClose', async () => ctx.hub.closeAll(CLOSE.goingAway, 'server closing'));
+
   const opts = { ctx };
   await app.register(authRoutes, opts);
   await app.register(userRoutes, opts);
+  await app.register(keyRoutes, opts);
   await app.register(chatRoutes, opts);
   await app.register(messageRoutes, opts);
   await app.register(opsRoutes, opts);

@@ -4,6 +4,7 @@ import { ARGON2_MAX_IN_FLIGHT, type ServerConfig } from './config/config.js';
 import type { ServerSecrets } from './config/secrets.js';
 import { AccountService } from './domain/accounts.js';
 import { ChatService } from './domain/chats.js';
+import { KeyService } from './domain/keys.js';
 import { Mailbox } from './domain/mailbox.js';
 import { MessageService } from './domain/messages.js';
 import { PasswordHasher, type Argon2Params } from './domain/password-hasher.js';
@@ -58,6 +59,7 @@ export class AppContext {
       chats: ChatService;
       mailbox: Mailbox;
       messages: MessageService;
+      keys: KeyService;
     },
     instanceId: string,
   ) {
@@ -108,6 +110,7 @@ export class AppContext {
       chats,
       mailbox,
       messages,
+      keys: new KeyService({ db, mailbox, limiter, clock, log: log.root }),
     };
     mailbox.connect(hub);
     tokens.connect(hub);

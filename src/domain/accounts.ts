@@ -9,6 +9,7 @@ import type { Clock } from '../util/clock.js';
 import { uuidv7 } from '../util/ids.js';
 import type { PasswordHasher } from './password-hasher.js';
 import { isCommonPassword } from './passwords.js';
+import { isValidEd25519PublicKey } from './public-keys.js';
 import type { TokenService } from './tokens.js';
 import { toUser } from './wire.js';
 
@@ -33,6 +34,9 @@ export class AccountService {
       throw new ValidationError('password is too common; choose a longer or less predictable one', [
         { path: ['password'], reason: 'weak_password' },
       ]);
+    }
+    if (body.publicKey !== undefined && !isValidEd25519PublicKey(Buffer.from(body.publicKey, 'base64'))) {
+      throw new ValidationError('publicKey is not a valid Ed25519 public key', [{ path: ['publicKey'], reason: 'invalid_key' }]);
     }
     if (await findUserByUsername(db.db, body.username)) await this.usernameTaken(ip);
     const passwordHash = await hasher.hash(body.password);

@@ -1,3 +1,5 @@
+import { PostgresAdapter, type Kysely, type SelectQueryBuilder } from 'kysely';
+
 /** Every difference between SQLite and PostgreSQL that the code has to know about, in one place. */
 export type DialectName = 'sqlite' | 'postgres';
 
@@ -43,4 +45,12 @@ export function isConnectionError(err: unknown): boolean {
   }
   const message = typeof e?.message === 'string' ? e.message : '';
   return /Connection terminated|connection timeout|timeout exceeded when trying to connect|Client has encountered a connection error|Connection refused|pool is (draining|ended)/i.test(message);
+}
+
+/**
+ * Row locking for "take one, at most once" subqueries: on PostgreSQL concurrent claimers skip each
+ * other's rows (each gets a different one); SQLite has one writer, so nothing is needed.
+ */
+export function lockSkipLocked<DB, TB extends keyof DB, O>(db: Kysely<DB>, qb: SelectQueryBuilder<DB, TB, O>): SelectQueryBuilder<DB, TB, O> {
+  return db.getExecutor().adapter instanceof PostgresAdapter ? qb.forUpdate().skipLocked() : qb;
 }

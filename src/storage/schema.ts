@@ -86,6 +86,21 @@ export interface EventsTable {
   created_at: number;
 }
 
+export interface SignedPrekeysTable {
+  user_id: string;
+  key_id: number;
+  public_key: string;
+  signature: string;
+  created_at: number;
+}
+
+export interface OneTimePrekeysTable {
+  user_id: string;
+  key_id: number;
+  public_key: string;
+  created_at: number;
+}
+
 export interface Schema {
   users: UsersTable;
   token_families: TokenFamiliesTable;
@@ -95,4 +110,6 @@ export interface Schema {
   messages: MessagesTable;
   mailboxes: MailboxesTable;
   events: EventsTable;
+  signed_prekeys: SignedPrekeysTable;
+  one_time_prekeys: OneTimePrekeysTable;
 }

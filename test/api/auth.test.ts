@@ -1,6 +1,7 @@
 import { createHmac } from 'node:crypto';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { Api, isErrorShape, STRONG_PASSWORD, uniqueName } from '../_helpers/api.js';
+import { identityKeyPair } from '../_helpers/keys.js';
 import { describeEachDialect, testServer, TEST_JWT_SECRET, type TestServer } from '../_helpers/server.js';
 
 function forge(header: object, payload: object, key: Uint8Array | string = TEST_JWT_SECRET): string {
@@ -34,11 +35,13 @@ describeEachDialect('auth', (dialect) => {
   });
 
   it('accepts a 32-byte identity publicKey and refuses a malformed one', async () => {
-    const key = Buffer.alloc(32, 7).toString('base64');
+    const key = identityKeyPair().publicKey;
     const ok = await api.post('/auth/register', { username: uniqueName(), password: STRONG_PASSWORD, publicKey: key });
     expect(ok.status).toBe(201);
     expect(ok.body.user.publicKey).toBe(key);
-    for (const bad of [Buffer.alloc(31).toString('base64'), 'QUJD$$$$', Buffer.alloc(32).toString('base64url')]) {
+    const notAPoint = Buffer.alloc(32, 0xff).toString('base64');
+    const smallOrder = Buffer.alloc(32).toString('base64');
+    for (const bad of [Buffer.alloc(31).toString('base64'), 'QUJD$$$$', Buffer.alloc(32, 0xfb).toString('base64url'), notAPoint, smallOrder]) {
       const res = await api.post('/auth/register', { username: uniqueName(), password: STRONG_PASSWORD, publicKey: bad });
       expect(res.status).toBe(400);
     }

@@ -97,3 +97,26 @@ export async function changeUnread(db: Kysely<Schema>, chatId: string, userId: s
     .where('user_id', '=', userId)
     .execute();
 }
+
+/** Everyone who shares at least one chat with `userId`. */
+export async function contactIds(db: Kysely<Schema>, userId: string): Promise<string[]> {
+  const rows = await db
+    .selectFrom('chat_members as other')
+    .innerJoin('chat_members as mine', 'mine.chat_id', 'other.chat_id')
+    .select('other.user_id')
+    .distinct()
+    .where('mine.user_id', '=', userId)
+    .where('other.user_id', '!=', userId)
+    .orderBy('other.user_id')
+    .execute();
+  return rows.map((r) => r.user_id);
+}
+
+/** After an identity-key change, every chat of the user needs a new key exchange. */
+export async function resetEncryptionStatus(db: Kysely<Schema>, userId: string): Promise<void> {
+  await db
+    .updateTable('chats')
+    .set({ encryption_status: 'pending' })
+    .where('id', 'in', (eb) => eb.selectFrom('chat_members').select('chat_id').where('user_id', '=', userId))
+    .execute();
+}

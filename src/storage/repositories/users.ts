@@ -24,3 +24,7 @@ export async function countExistingUsers(db: Kysely<Schema>, ids: string[]): Pro
 export async function setPasswordHash(db: Kysely<Schema>, id: string, hash: string): Promise<void> {
   await db.updateTable('users').set({ password_hash: hash }).where('id', '=', id).execute();
 }
+
+export async function setPublicKey(db: Kysely<Schema>, id: string, publicKey: string): Promise<void> {
+  await db.updateTable('users').set({ public_key: publicKey }).where('id', '=', id).execute();
+}

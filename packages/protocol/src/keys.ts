@@ -1,0 +1,43 @@
+import { z } from 'zod';
+import { base64Bytes, Id, PublicKey32 } from './primitives.js';
+
+/** A pre-key id, chosen by the client: an unsigned 32-bit integer. */
+export const KeyId = z.number().int().min(0).max(0xffffffff);
+
+export const MAX_PREKEYS_PER_UPLOAD = 100;
+export const MAX_STORED_PREKEYS = 500;
+/** `prekeys.low` is sent to the owner when a claim leaves fewer than this many one-time pre-keys. */
+export const PREKEY_LOW_THRESHOLD = 10;
+
+export const SignedPreKey = z.strictObject({
+  keyId: KeyId,
+  publicKey: PublicKey32.describe('X25519 public key, 32 bytes, base64'),
+  signature: base64Bytes({ lengths: [64] }).describe('Ed25519 signature by the identity key over the 32 raw public-key bytes, base64'),
+});
+export type SignedPreKey = z.infer<typeof SignedPreKey>;
+
+export const OneTimePreKey = z.strictObject({
+  keyId: KeyId,
+  publicKey: PublicKey32.describe('X25519 public key, 32 bytes, base64'),
+});
+export type OneTimePreKey = z.infer<typeof OneTimePreKey>;
+
+export const UploadKeysBody = z.strictObject({
+  identityKey: PublicKey32.describe("Ed25519 identity public key (becomes the user's publicKey)"),
+  signedPreKey: SignedPreKey,
+  oneTimePreKeys: z.array(OneTimePreKey).max(MAX_PREKEYS_PER_UPLOAD).default([]),
+});
+export type UploadKeysBody = z.infer<typeof UploadKeysBody>;
+
+export const PreKeyBundle = z.object({
+  userId: Id,
+  identityKey: z.string(),
+  signedPreKey: z.object({ keyId: z.number().int(), publicKey: z.string(), signature: z.string() }),
+  oneTimePreKey: z.object({ keyId: z.number().int(), publicKey: z.string() }).optional(),
+});
+export type PreKeyBundle = z.infer<typeof PreKeyBundle>;
+
+export const KeyCount = z.object({ oneTimePreKeys: z.number().int() });
+export type KeyCount = z.infer<typeof KeyCount>;
+
+export const KeysUserParams = z.strictObject({ userId: Id });

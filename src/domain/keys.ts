@@ -1,0 +1,113 @@
+import { MAX_STORED_PREKEYS, PREKEY_LOW_THRESHOLD, type KeyCount, type PreKeyBundle, type UploadKeysBody } from '@safechat/protocol';
+import type { Logger } from 'pino';
+import { NotFoundError, ValidationError } from '../errors.js';
+import type { RateLimiter } from '../limits/limiter.js';
+import type { Database } from '../storage/db.js';
+import { contactIds, resetEncryptionStatus } from '../storage/repositories/chats.js';
+import {
+  addOneTimePrekeys,
+  claimOneTimePrekey,
+  countOneTimePrekeys,
+  deleteOneTimePrekeys,
+  findSignedPrekey,
+  upsertSignedPrekey,
+} from '../storage/repositories/prekeys.js';
+import { findUserById, setPublicKey } from '../storage/repositories/users.js';
+import type { Clock } from '../util/clock.js';
+import type { Mailbox } from './mailbox.js';
+import { isValidEd25519PublicKey, isValidX25519PublicKey, verifyEd25519 } from './public-keys.js';
+
+const bytes = (b64: string) => Buffer.from(b64, 'base64');
+
+function invalidKey(path: (string | number)[], message: string): ValidationError {
+  return new ValidationError(message, [{ path, message, reason: 'invalid_key' }]);
+}
+
+/** Checks an upload: real curve points, a signed pre-key signed by the identity key, unique ids. */
+function checkUpload(body: UploadKeysBody): void {
+  const identity = bytes(body.identityKey);
+  if (!isValidEd25519PublicKey(identity)) throw invalidKey(['identityKey'], 'identityKey is not a valid Ed25519 public key');
+  const spk = bytes(body.signedPreKey.publicKey);
+  if (!isValidX25519PublicKey(spk)) throw invalidKey(['signedPreKey', 'publicKey'], 'signedPreKey.publicKey is not a valid X25519 public key');
+  if (!verifyEd25519(identity, spk, bytes(body.signedPreKey.signature))) {
+    throw new ValidationError('signedPreKey.signature does not verify with identityKey', [
+      { path: ['signedPreKey', 'signature'], message: 'bad signature', reason: 'invalid_signature' },
+    ]);
+  }
+  const ids = new Set<number>();
+  body.oneTimePreKeys.forEach((k, i) => {
+    if (ids.has(k.keyId)) throw new ValidationError('oneTimePreKeys has a repeated keyId', [{ path: ['oneTimePreKeys', i, 'keyId'], message: 'repeated keyId', reason: 'duplicate_key_id' }]);
+    ids.add(k.keyId);
+    if (!isValidX25519PublicKey(bytes(k.publicKey))) throw invalidKey(['oneTimePreKeys', i, 'publicKey'], 'not a valid X25519 public key');
+  });
+}
+
+/**
+ * The public-key directory: identity key (the user's publicKey), one signed pre-key, and
+ * one-time pre-keys, each handed out at most once. Nothing private is ever accepted or stored.
+ */
+export class KeyService {
+  constructor(
+    private readonly deps: { db: Database; mailbox: Mailbox; limiter: RateLimiter; clock: Clock; log: Logger },
+  ) {}
+
+  async upload(userId: string, body: UploadKeysBody): Promise<KeyCount> {
+    checkUpload(body);
+    const { db, mailbox, clock, log } = this.deps;
+    const now = clock.now();
+    const result = await db.transaction(async (tx) => {
+      const user = await findUserById(tx.db, userId);
+      if (!user) throw new NotFoundError('user not found');
+      const changed = user.public_key !== null && user.public_key !== body.identityKey;
+      if (user.public_key !== body.identityKey) await setPublicKey(tx.db, userId, body.identityKey);
+      if (changed) {
+        // Pre-keys signed by the old identity are worthless now; contacts must re-verify.
+        await deleteOneTimePrekeys(tx.db, userId);
+        await resetEncryptionStatus(tx.db, userId);
+        for (const contact of await contactIds(tx.db, userId)) await mailbox.append(tx, contact, 'key.changed', { userId });
+      }
+      await upsertSignedPrekey(tx.db, {
+        user_id: userId,
+        key_id: body.signedPreKey.keyId,
+        public_key: body.signedPreKey.publicKey,
+        signature: body.signedPreKey.signature,
+        created_at: now,
+      });
+      const stored = await countOneTimePrekeys(tx.db, userId);
+      if (stored + body.oneTimePreKeys.length > MAX_STORED_PREKEYS) {
+        throw new ValidationError(`at most ${MAX_STORED_PREKEYS} one-time pre-keys may be stored`, [{ path: ['oneTimePreKeys'], reason: 'too_many_prekeys' }]);
+      }
+      await addOneTimePrekeys(tx.db, body.oneTimePreKeys.map((k) => ({ user_id: userId, key_id: k.keyId, public_key: k.publicKey, created_at: now })));
+      return { changed, count: await countOneTimePrekeys(tx.db, userId) };
+    });
+    log.info({ userId, identityChanged: result.changed, oneTimePreKeys: result.count }, 'keys uploaded');
+    return { oneTimePreKeys: result.count };
+  }
+
+  /** A pre-key bundle for starting a session with `userId`, consuming one one-time pre-key if any is left. */
+  async bundle(requesterId: string, userId: string): Promise<PreKeyBundle> {
+    const { db, mailbox, limiter } = this.deps;
+    await limiter.consume('keyClaimsPerUser', requesterId);
+    return db.transaction(async (tx) => {
+      const user = await findUserById(tx.db, userId);
+      const spk = user?.public_key ? await findSignedPrekey(tx.db, userId) : undefined;
+      if (!user?.public_key || !spk) throw new NotFoundError('this user has no keys');
+      const bundle: PreKeyBundle = {
+        userId,
+        identityKey: user.public_key,
+        signedPreKey: { keyId: Number(spk.key_id), publicKey: spk.public_key, signature: spk.signature },
+      };
+      const otk = await claimOneTimePrekey(tx.db, userId);
+      if (otk) {
+        bundle.oneTimePreKey = { keyId: Number(otk.key_id), publicKey: otk.public_key };
+        const remaining = await countOneTimePrekeys(tx.db, userId);
+        if (remaining < PREKEY_LOW_THRESHOLD) await mailbox.append(tx, userId, 'prekeys.low', { remaining });
+      }
+      return bundle;
+    });
+  }
+
+  async count(userId: string): Promise<KeyCount> {
+    return { oneTimePreKeys: await countOneTimePrekeys(this.deps.db.db, userId) };
+  }
+}

@@ -18,7 +18,10 @@ export const SOCKET_LIMITS = {
   authTimeoutMs: 10_000,
   /** A token may be used this long past its `exp` before the socket must re-authenticate. */
   expiryGraceMs: 30_000,
-  /** Above this many buffered outbound bytes, live events wait and are read back from the log. */
+  /**
+   * Above this many buffered outbound bytes nothing more is written (live events and replay
+   * alike); what follows is read back from the log once the buffer is below the low-water mark.
+   */
   highWaterBytes: 1024 * 1024,
   lowWaterBytes: 256 * 1024,
   /** A consumer that stays above the high-water mark this long is closed with 1013. */
@@ -27,7 +30,14 @@ export const SOCKET_LIMITS = {
   maxConcurrentSends: 64,
   maxBadFrames: 10,
   maxThrottledFrames: 100,
+  /** Frames a client may send behind its `auth` frame (or upgrade) before `ready`; they are answered after it. */
+  maxFramesBeforeReady: 16,
 } as const;
+
+/** True when every validation issue in `details` is at the top-level field `field`. */
+function onlyAt(details: unknown, field: string): boolean {
+  return Array.isArray(details) && details.length > 0 && details.every((d: { path?: unknown[] }) => d.path?.[0] === field);
+}
 
 export interface ConnectionDeps {
   tokens: TokenService;
@@ -64,6 +74,10 @@ export class Connection {
   private badFrames = 0;
   private throttled = 0;
   private sends = 0;
+  /** The URL's `?since=` of a socket that authenticates by frame (the auth frame's own `since` wins if equal). */
+  private urlSince: string | undefined;
+  /** Frames that arrived after authentication began and before `ready`, in order; null once ready. */
+  private held: { data: Buffer; isBinary: boolean }[] | null = null;
 
   constructor(
     private readonly socket: WebSocket,
@@ -82,8 +96,9 @@ export class Connection {
     void this.start(claims, since);
   }
 
-  /** Waits for the first-frame `auth`. */
-  awaitAuth(): void {
+  /** Waits for the first-frame `auth`; `since` from the URL applies unless the auth frame names its own. */
+  awaitAuth(since?: string): void {
+    this.urlSince = since;
     this.timers.push(setTimeout(() => this.close(CLOSE.unauthorized, 'authentication timeout'), SOCKET_LIMITS.authTimeoutMs));
   }
 
@@ -91,10 +106,22 @@ export class Connection {
     return this.state === 'live';
   }
 
+  /** Bytes written to this socket that the peer has not yet taken (the ws queue plus Node's). */
+  get bufferedAmount(): number {
+    return this.socket.bufferedAmount;
+  }
+
   // ---- inbound ----
 
   private onFrame(data: Buffer, isBinary: boolean): void {
     if (this.state === 'closed') return;
+    if (this.held) {
+      // @NOTE A client may pipeline frames behind `auth` (or send them as soon as the upgrade
+      // completes); they wait for `ready` instead of being mistaken for a non-auth first frame.
+      if (this.held.length >= SOCKET_LIMITS.maxFramesBeforeReady) return this.close(CLOSE.policyViolation, 'too many frames before ready');
+      this.held.push({ data, isBinary });
+      return;
+    }
     if (isBinary) return this.close(CLOSE.unsupportedData, 'text frames only');
     if (this.deps.rateLimits) {
       const { burst, perSec } = LIMITS.wsFramesPerSocket;
@@ -103,7 +130,9 @@ export class Connection {
       if (wait > 0) {
         this.deps.telemetry.rateLimited.inc();
         if (++this.throttled > SOCKET_LIMITS.maxThrottledFrames) return this.close(CLOSE.policyViolation, 'too many frames');
-        return this.send(errorFrame('rate_limited', 'too many frames, slow down', undefined, { retryAfter: wait }));
+        // The dropped frame may be a message.send: echo its requestId so the client can retry it.
+        const requestId = salvageRequestId(data.subarray(0, 4096).toString('utf8'));
+        return this.send(errorFrame('rate_limited', 'too many frames, slow down', requestId, { retryAfter: wait }));
       }
     }
     const text = data.toString('utf8');
@@ -111,8 +140,12 @@ export class Connection {
     try {
       f = parseClientFrame(text);
     } catch (err) {
-      if (this.state === 'authenticating') return this.close(CLOSE.unauthorized, 'the first frame must be {"type":"auth"}');
       const e = err as AppError;
+      if (this.state === 'authenticating') {
+        // An auth frame whose only fault is its `since` is a bad cursor, not a bad credential (as ?since= answers 400).
+        if (onlyAt(e.details, 'since')) return this.close(CLOSE.badRequest, 'since is not a cursor from this server');
+        return this.close(CLOSE.unauthorized, 'the first frame must be {"type":"auth"}');
+      }
       this.send(errorFrame(e.code, e.message, salvageRequestId(text), e.details));
       if (++this.badFrames > SOCKET_LIMITS.maxBadFrames) this.close(CLOSE.policyViolation, 'too many invalid frames');
       return;
@@ -121,6 +154,7 @@ export class Connection {
     if (this.state === 'authenticating' && f.type !== 'auth') return this.close(CLOSE.unauthorized, 'the first frame must be {"type":"auth"}');
     switch (f.type) {
       case 'auth':
+        if (this.state === 'authenticating') this.held = [];
         void this.onAuthFrame(f.token, f.since);
         return;
       case 'ping':
@@ -142,7 +176,11 @@ export class Connection {
     if (this.state === 'authenticating') {
       for (const t of this.timers) clearTimeout(t);
       this.timers = [];
-      return this.start(claims, since === undefined ? undefined : Number(since));
+      if (since !== undefined && this.urlSince !== undefined && since !== this.urlSince) {
+        return this.close(CLOSE.badRequest, 'since in the URL and in the auth frame differ');
+      }
+      const from = since ?? this.urlSince;
+      return this.start(claims, from === undefined ? undefined : Number(from));
     }
     // A fresh token on a live socket extends it (same user only).
     if (claims.userId !== this.userId) return this.close(CLOSE.unauthorized, 'token is for another user');
@@ -170,6 +208,7 @@ export class Connection {
   // ---- outbound ----
 
   private async start(claims: AccessClaims, since: number | undefined): Promise<void> {
+    this.held ??= [];
     this.userId = claims.userId;
     this.familyId = claims.familyId;
     if (!this.deps.attach(this)) return this.close(CLOSE.rateLimited, 'too many connections for this user');
@@ -200,7 +239,15 @@ export class Connection {
     } finally {
       this.pumping = false;
     }
+    this.releaseHeld();
     if (this.dirty) void this.pump();
+  }
+
+  /** Answers, in order, the frames that arrived before `ready`. */
+  private releaseHeld(): void {
+    const held = this.held ?? [];
+    this.held = null;
+    for (const f of held) this.onFrame(f.data, f.isBinary);
   }
 
   /** Live events from this instance, in commit order. */
@@ -234,12 +281,33 @@ export class Connection {
     try {
       do {
         this.dirty = false;
+        let limit: number = SOCKET_LIMITS.replayPageSize;
         for (;;) {
           if (!(await this.drained())) return;
-          const batch = await this.deps.mailbox.readAfter(this.userId!, this.cursor, SOCKET_LIMITS.replayPageSize);
+          const batch = await this.deps.mailbox.readAfter(this.userId!, this.cursor, limit);
           if (this.state !== 'live') return;
-          for (const e of batch) if (e.seq > this.cursor) this.emit(e);
-          if (batch.length < SOCKET_LIMITS.replayPageSize) break;
+          let sent = 0;
+          let full = false;
+          for (const e of batch) {
+            if (e.seq <= this.cursor) continue;
+            // @NOTE The buffer is checked before every frame, not once per page: a page of large
+            // messages is megabytes. The rest of the page is dropped and read again once the
+            // reader has caught up, so a stalled reader holds at most the high-water mark plus
+            // one frame here, and drained() closes it.
+            if (this.socket.bufferedAmount > SOCKET_LIMITS.highWaterBytes) {
+              full = true;
+              break;
+            }
+            this.emit(e);
+            sent++;
+          }
+          if (full) {
+            // Read about as much as the reader took last time, not a whole page of large frames.
+            limit = Math.min(SOCKET_LIMITS.replayPageSize, Math.max(4, sent + 1));
+            continue;
+          }
+          if (batch.length < limit) break;
+          limit = SOCKET_LIMITS.replayPageSize;
         }
       } while (this.dirty);
     } catch (err) {
@@ -304,6 +372,7 @@ export class Connection {
     if (this.state === 'closed') return;
     const wasLive = this.state === 'live';
     this.state = 'closed';
+    this.held = null;
     for (const t of this.timers) clearTimeout(t);
     if (this.expiryTimer) clearTimeout(this.expiryTimer);
     if (wasLive || this.userId !== null) this.deps.detach(this);

@@ -1,4 +1,4 @@
-import { CLOSE, Cursor } from '@safechat/protocol';
+import { Cursor } from '@safechat/protocol';
 import type {} from '@fastify/websocket';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { z } from 'zod';
@@ -50,8 +50,7 @@ export function registerGateway(app: FastifyInstance, ctx: AppContext): void {
       const conn = new Connection(socket, ctx.connectionDeps, request.ip);
       const since = (request.query as z.infer<typeof WsQuery>).since;
       if (request.auth) conn.begin(request.auth, since === undefined ? undefined : Number(since));
-      else if (since !== undefined) conn.close(CLOSE.badRequest, 'send since in the auth frame when authenticating by frame');
-      else conn.awaitAuth();
+      else conn.awaitAuth(since);
     },
   );
 }

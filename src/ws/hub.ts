@@ -70,6 +70,13 @@ export class Hub implements EventSink, SessionSink {
     return n;
   }
 
+  /** Outbound bytes this instance holds for the user's sockets, not yet taken by the kernel. */
+  bufferedBytes(userId: string): number {
+    let n = 0;
+    for (const conn of this.users.get(userId) ?? []) n += conn.bufferedAmount;
+    return n;
+  }
+
   eventsCommitted(userId: string, events: StoredEvent[]): void {
     const set = this.users.get(userId);
     if (set) for (const conn of set) conn.deliver(events);

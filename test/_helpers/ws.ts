@@ -1,4 +1,7 @@
+import type { Chat } from '@safechat/protocol';
 import WebSocket from 'ws';
+import { Api, type Session } from './api.js';
+import { testServer, type TestServer, type TestServerOptions } from './server.js';
 import type { Argon2Params } from '../../src/domain/password-hasher.js';
 import type { Clock } from '../../src/util/clock.js';
 
@@ -6,6 +9,7 @@ export interface Frame {
   type: string;
   cursor?: string;
   requestId?: string;
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- a frame's data is whatever the server sent; tests assert its shape
   data?: any;
   error?: { code: string; message: string; details?: unknown };
 }
@@ -30,7 +34,7 @@ export class TestSocket {
     this.ws = new WebSocket(url, { headers, ...(opts.origin ? { origin: opts.origin } : {}) });
     openSockets.add(this);
     this.ws.on('message', (data) => {
-      this.frames.push(JSON.parse(data.toString()) as Frame);
+      this.frames.push(JSON.parse((data as Buffer).toString('utf8')) as Frame);
       this.notify();
     });
     this.ws.on('unexpected-response', (_req, res) => {
@@ -119,10 +123,10 @@ export class TestSocket {
   }
 
   /** Waits until the server refused the upgrade with a plain HTTP answer; returns it (no 101 happened). */
-  async refused(timeoutMs = 5000): Promise<{ status: number; body: any; headers: Record<string, string | string[] | undefined> }> {
+  async refused(timeoutMs = 5000): Promise<{ status: number; body: unknown; headers: Record<string, string | string[] | undefined> }> {
     await waitUntil(() => this.upgradeBodyDone || this.closeCode !== null, timeoutMs, 'the upgrade to be refused');
     if (!this.upgradeBodyDone) throw new Error(`expected a refused upgrade, but the socket opened and closed (${this.closeCode})`);
-    let body: any = this.closeReason;
+    let body: unknown = this.closeReason;
     try {
       body = JSON.parse(this.closeReason);
     } catch {
@@ -212,4 +216,33 @@ export async function connectByFrame(wsUrl: string, token: string, since?: strin
   s.send({ type: 'auth', token, ...(since !== undefined ? { since } : {}) });
   await s.next((f) => f.type === 'ready');
   return s;
+}
+
+let ipCounter = 0;
+/**
+ * A test server on a real port plus an API client. Users are registered from distinct client
+ * addresses, so a suite's registrations do not trip the per-IP registration limit the suite is
+ * not testing; every other limit stays at its production value.
+ */
+export async function wsServer(opts: TestServerOptions): Promise<WsServer> {
+  const server = await testServer({ listen: true, ...opts, overrides: { argon2: FAST_ARGON2, ...opts.overrides } });
+  const api = new Api(server.app);
+  const user = () => new Api(server.app, `10.77.${(++ipCounter >> 8) & 255}.${ipCounter & 255}`).register();
+  return {
+    ...server,
+    api,
+    user,
+    async pair() {
+      const [a, b] = await Promise.all([user(), user()]);
+      return { a, b, chat: await api.chat(a, b) };
+    },
+  };
+}
+
+export interface WsServer extends TestServer {
+  api: Api;
+  /** Registers a fresh user (a first session). */
+  user(): Promise<Session>;
+  /** Two fresh users and their one-to-one chat. */
+  pair(): Promise<{ a: Session; b: Session; chat: Chat }>;
 }

@@ -159,8 +159,8 @@ describeEachDialect('key directory', (dialect) => {
       if (res.status === 429) limited = res;
     }
     expect(limited).not.toBeNull();
-    expect(isErrorShape(limited!.body, 'rate_limited')).toBe(true);
-    expect(Number(limited!.headers['retry-after'])).toBeGreaterThanOrEqual(1);
+    expect(isErrorShape(limited.body, 'rate_limited')).toBe(true);
+    expect(Number(limited.headers['retry-after'])).toBeGreaterThanOrEqual(1);
     // Another requester is not affected.
     expect((await api.get(`/keys/${u.id}`, bob.token)).status).toBe(200);
   });

@@ -57,7 +57,7 @@ export async function createApp(ctx: AppContext): Promise<FastifyInstance> {
   });
   await app.register(cors, {
     origin: (origin, cb) => cb(null, origin === undefined || ctx.cfg.allowedOrigins.includes(origin)),
-    methods: ['GET', 'POST', 'PUT'],
+    methods: ['GET', 'POST', 'PUT', 'DELETE'],
     allowedHeaders: ['Authorization', 'Content-Type'],
     exposedHeaders: ['Retry-After'],
     maxAge: 600,

@@ -1,10 +1,10 @@
-import type { AuthResponse, LoginBody, RegisterBody } from '@safechat/protocol';
+import type { AuthResponse, ChangePasswordBody, LoginBody, RegisterBody, TokenPair } from '@safechat/protocol';
 import type { Logger } from 'pino';
 import { ConflictError, UnauthorizedError, ValidationError } from '../errors.js';
 import type { RateLimiter } from '../limits/limiter.js';
 import { isUniqueViolation } from '../storage/dialect.js';
 import type { Database } from '../storage/db.js';
-import { findUserByUsername, insertUser, setPasswordHash } from '../storage/repositories/users.js';
+import { deleteUser, findUserById, findUserByUsername, insertUser, setPasswordHash } from '../storage/repositories/users.js';
 import type { Clock } from '../util/clock.js';
 import { uuidv7 } from '../util/ids.js';
 import type { PasswordHasher } from './password-hasher.js';
@@ -75,6 +75,48 @@ export class AccountService {
     });
     log.info({ userId: user.id, ip }, 'login succeeded');
     return { user: toUser(user), ...pair };
+  }
+
+  /** Requires the current password; ends every other login (and its sockets); the caller gets a new pair. */
+  async changePassword(userId: string, familyId: string, body: ChangePasswordBody, ip: string): Promise<TokenPair> {
+    const { db, hasher, tokens, log } = this.deps;
+    const user = await this.reauthenticate(userId, body.currentPassword, ip);
+    if (isCommonPassword(body.newPassword) || body.newPassword.toLowerCase() === user.username.toLowerCase()) {
+      throw new ValidationError('password is too common; choose a longer or less predictable one', [{ path: ['newPassword'], reason: 'weak_password' }]);
+    }
+    const passwordHash = await hasher.hash(body.newPassword);
+    const pair = await db.transaction(async (tx) => {
+      await setPasswordHash(tx.db, userId, passwordHash);
+      await tokens.revokeAllInTx(tx, userId, 'password change');
+      return tokens.startSession(tx, userId);
+    });
+    log.info({ userId, familyId, ip }, 'password changed; other sessions revoked');
+    return pair;
+  }
+
+  /** Deletes the account and everything tied to it; every token and socket of it ends at once. */
+  async deleteAccount(userId: string, password: string, ip: string): Promise<void> {
+    const { db, tokens, log } = this.deps;
+    await this.reauthenticate(userId, password, ip);
+    await db.transaction(async (tx) => {
+      await tokens.revokeAllInTx(tx, userId, 'account deleted');
+      await deleteUser(tx.db, userId);
+    });
+    log.info({ userId, ip }, 'account deleted');
+  }
+
+  /** Checks the caller's password again, under the same per-account failure limit as login. */
+  private async reauthenticate(userId: string, password: string, ip: string) {
+    const { db, hasher, limiter, log } = this.deps;
+    const user = await findUserById(db.db, userId);
+    if (!user) throw new UnauthorizedError();
+    await limiter.check('loginFailuresPerAccount', user.username_lower);
+    if (!(await hasher.verify(user.password_hash, password))) {
+      await limiter.take('loginFailuresPerAccount', user.username_lower);
+      log.info({ userId, ip }, 're-authentication failed');
+      throw new UnauthorizedError('current password is wrong');
+    }
+    return user;
   }
 
   private async usernameTaken(ip: string): Promise<never> {

@@ -5,7 +5,9 @@ import type { ServerConfig } from '../config/config.js';
 import { UnauthorizedError } from '../errors.js';
 import type { Logger } from 'pino';
 import type { Database, Tx } from '../storage/db.js';
+import { CAPS } from '../limits/catalog.js';
 import {
+  activeFamilies,
   claimRefreshToken,
   findFamily,
   findRefreshToken,
@@ -56,9 +58,13 @@ export class TokenService {
     this.sink = sink;
   }
 
-  /** Starts a new login for `userId` inside the caller's transaction. */
+  /** Starts a new login for `userId` inside the caller's transaction; the oldest beyond the cap ends. */
   async startSession(tx: Tx, userId: string): Promise<TokenPair> {
     const now = this.clock.now();
+    const live = await activeFamilies(tx.db, userId, now);
+    for (const old of live.slice(0, Math.max(0, live.length - CAPS.sessionsPerUser + 1))) {
+      await this.revokeInTx(tx, userId, old.id, 'session limit');
+    }
     const familyId = uuidv7(now);
     await insertFamily(tx.db, {
       id: familyId,
@@ -114,6 +120,13 @@ export class TokenService {
       return true;
     });
     if (!found) throw new UnauthorizedError('invalid refresh token');
+  }
+
+  /** Ends every login of the user except `keepFamilyId` (password change, account deletion). */
+  async revokeAllInTx(tx: Tx, userId: string, reason: string, keepFamilyId?: string): Promise<void> {
+    for (const f of await activeFamilies(tx.db, userId, this.clock.now())) {
+      if (f.id !== keepFamilyId) await this.revokeInTx(tx, userId, f.id, reason);
+    }
   }
 
   async revokeInTx(tx: Tx, userId: string, familyId: string, reason: string): Promise<void> {

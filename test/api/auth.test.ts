@@ -2,6 +2,7 @@ import { createHmac } from 'node:crypto';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { Api, isErrorShape, STRONG_PASSWORD, uniqueName } from '../_helpers/api.js';
 import { identityKeyPair } from '../_helpers/keys.js';
+import { connect } from '../_helpers/ws.js';
 import { describeEachDialect, testServer, TEST_JWT_SECRET, type TestServer } from '../_helpers/server.js';
 
 function forge(header: object, payload: object, key: Uint8Array | string = TEST_JWT_SECRET): string {
@@ -217,5 +218,56 @@ describeEachDialect('auth', (dialect) => {
     const u = await api.register();
     const rows = await s.ctx.db.db.selectFrom('refresh_tokens').selectAll().execute();
     expect(JSON.stringify(rows)).not.toContain(u.refreshToken);
+  });
+});
+
+describeEachDialect('password change and account deletion', (dialect) => {
+  let s: TestServer;
+  let api: Api;
+  beforeAll(async () => {
+    s = await testServer({ dialect, listen: true });
+    api = new Api(s.app);
+  });
+  afterAll(() => s.close());
+
+  it('changing the password needs the current one, ends every session and returns a new pair', async () => {
+    const u = await api.register();
+    const other = (await api.post('/auth/login', { username: u.username, password: u.password })).body;
+    const ws = await connect(s.wsUrl, other.accessToken);
+    expect((await api.request('POST', '/auth/change-password', { token: u.token, body: { currentPassword: 'wrong-one-123', newPassword: 'fresh-Meadow-77-kite' } })).status).toBe(401);
+    expect((await api.request('POST', '/auth/change-password', { token: u.token, body: { currentPassword: u.password, newPassword: 'password1' } })).status).toBe(400);
+    const res = await api.request('POST', '/auth/change-password', { token: u.token, body: { currentPassword: u.password, newPassword: 'fresh-Meadow-77-kite' } });
+    expect(res.status).toBe(200);
+    expect(await ws.waitClose(3000)).toBe(4401);
+    for (const t of [u.token, other.accessToken]) expect((await api.get('/users/me', t)).status).toBe(401);
+    for (const r of [u.refreshToken, other.refreshToken]) expect((await api.post('/auth/refresh-token', { refreshToken: r })).status).toBe(401);
+    expect((await api.get('/users/me', res.body.accessToken)).status).toBe(200);
+    expect((await api.post('/auth/login', { username: u.username, password: u.password })).status).toBe(401);
+    expect((await api.post('/auth/login', { username: u.username, password: 'fresh-Meadow-77-kite' })).status).toBe(200);
+  });
+
+  it('deleting the account needs the password and ends every token and socket at once', async () => {
+    const u = await api.register();
+    const peer = await api.register();
+    await api.send(peer, { receiverId: u.id });
+    const ws = await connect(s.wsUrl, u.token);
+    expect((await api.request('DELETE', '/users/me', { token: u.token, body: { password: 'nope-nope-nope' } })).status).toBe(401);
+    const res = await api.request('DELETE', '/users/me', { token: u.token, body: { password: u.password } });
+    expect(res.status).toBe(204);
+    expect(await ws.waitClose(3000)).toBe(4401);
+    expect((await api.get('/users/me', u.token)).status).toBe(401);
+    expect((await api.post('/auth/refresh-token', { refreshToken: u.refreshToken })).status).toBe(401);
+    expect((await api.post('/auth/login', { username: u.username, password: u.password })).status).toBe(401);
+    expect((await api.get(`/users/${u.id}`, peer.token)).status).toBe(404);
+    // The name is free again.
+    expect((await api.post('/auth/register', { username: u.username, password: STRONG_PASSWORD })).status).toBe(201);
+  });
+
+  it('keeps at most 10 sessions per account: the least recently used ends', async () => {
+    const u = await api.register();
+    const logins = [];
+    for (let i = 0; i < 10; i++) logins.push((await api.post('/auth/login', { username: u.username, password: u.password })).body);
+    expect((await api.get('/users/me', u.token)).status).toBe(401);
+    for (const l of logins) expect((await api.get('/users/me', l.accessToken)).status).toBe(200);
   });
 });

@@ -29,6 +29,15 @@ export const LoginBody = z.strictObject({
 });
 export type LoginBody = z.infer<typeof LoginBody>;
 
+export const ChangePasswordBody = z.strictObject({
+  currentPassword: z.string().min(1).max(256),
+  newPassword: Password,
+});
+export type ChangePasswordBody = z.infer<typeof ChangePasswordBody>;
+
+export const DeleteAccountBody = z.strictObject({ password: z.string().min(1).max(256) });
+export type DeleteAccountBody = z.infer<typeof DeleteAccountBody>;
+
 export const RefreshToken = z.string().min(1).max(512);
 
 export const RefreshBody = z.strictObject({ refreshToken: RefreshToken });

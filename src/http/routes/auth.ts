@@ -1,7 +1,8 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
-import { AuthResponse, ErrorBody, LoginBody, LogoutBody, RefreshBody, RegisterBody, TokenPair } from '@safechat/protocol';
+import { AuthResponse, ChangePasswordBody, ErrorBody, LoginBody, LogoutBody, RefreshBody, RegisterBody, TokenPair } from '@safechat/protocol';
 import { z } from 'zod';
 import type { AppContext } from '../../context.js';
+import { caller } from '../plugins/auth.js';
 
 /** Auth bodies are small: a 4 KiB cap means a huge "password" is refused before any hashing. */
 const AUTH_BODY_LIMIT = 4 * 1024;
@@ -49,6 +50,25 @@ export const authRoutes: FastifyPluginAsyncZod<{ ctx: AppContext }> = async (app
     async (request, reply) => {
       await ctx.services.tokens.logout(request.body.refreshToken);
       return reply.code(204).send(null);
+    },
+  );
+
+  app.post(
+    '/auth/change-password',
+    {
+      bodyLimit: AUTH_BODY_LIMIT,
+      onRequest: ctx.authenticate,
+      schema: {
+        tags: ['auth'],
+        summary: 'Change the password (current one required); every session ends and the caller gets a new one',
+        security: [{ bearer: [] }],
+        body: ChangePasswordBody,
+        response: { 200: TokenPair, ...errors },
+      },
+    },
+    async (request) => {
+      const { userId, familyId } = caller(request);
+      return ctx.services.accounts.changePassword(userId, familyId, request.body, request.ip);
     },
   );
 };

@@ -1,5 +1,6 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
-import { ErrorBody, User, UserIdParams, UsernameQuery } from '@safechat/protocol';
+import { DeleteAccountBody, ErrorBody, User, UserIdParams, UsernameQuery } from '@safechat/protocol';
+import { z } from 'zod';
 import type { AppContext } from '../../context.js';
 import { caller } from '../plugins/auth.js';
 
@@ -23,5 +24,23 @@ export const userRoutes: FastifyPluginAsyncZod<{ ctx: AppContext }> = async (app
     '/users',
     { schema: { tags: ['users'], summary: 'Find a user by exact username (case-insensitive)', security, querystring: UsernameQuery, response: { 200: User, ...errors } } },
     async (request) => ctx.services.users.byUsername(request.query.username),
+  );
+
+  app.delete(
+    '/users/me',
+    {
+      bodyLimit: 4 * 1024,
+      schema: {
+        tags: ['users'],
+        summary: 'Delete the account (password required): tokens, sockets, keys, chats memberships and messages go with it',
+        security,
+        body: DeleteAccountBody,
+        response: { 204: z.null(), ...errors },
+      },
+    },
+    async (request, reply) => {
+      await ctx.services.accounts.deleteAccount(caller(request).userId, request.body.password, request.ip);
+      return reply.code(204).send(null);
+    },
   );
 };

@@ -59,3 +59,16 @@ export async function isFamilyActive(db: Kysely<Schema>, id: string, userId: str
     .executeTakeFirst();
   return row !== undefined;
 }
+
+/** A user's live logins, least recently used first. */
+export async function activeFamilies(db: Kysely<Schema>, userId: string, now: number): Promise<FamilyRow[]> {
+  return db
+    .selectFrom('token_families')
+    .selectAll()
+    .where('user_id', '=', userId)
+    .where('revoked_at', 'is', null)
+    .where('expires_at', '>', now)
+    .orderBy('last_used_at', 'asc')
+    .orderBy('id', 'asc')
+    .execute();
+}

@@ -28,3 +28,8 @@ export async function setPasswordHash(db: Kysely<Schema>, id: string, hash: stri
 export async function setPublicKey(db: Kysely<Schema>, id: string, publicKey: string): Promise<void> {
   await db.updateTable('users').set({ public_key: publicKey }).where('id', '=', id).execute();
 }
+
+/** Deletes the account; foreign keys cascade to its logins, memberships, messages, keys and events. */
+export async function deleteUser(db: Kysely<Schema>, id: string): Promise<void> {
+  await db.deleteFrom('users').where('id', '=', id).execute();
+}

@@ -11,6 +11,7 @@ import { PasswordHasher, type Argon2Params } from './domain/password-hasher.js';
 import { TokenService } from './domain/tokens.js';
 import { UserService } from './domain/users.js';
 import { authenticate } from './http/plugins/auth.js';
+import { PruneEventsJob } from './jobs/prune-events.js';
 import { CAPS } from './limits/catalog.js';
 import { MemoryLimiterStore, RateLimiter, type LimiterStore } from './limits/limiter.js';
 import { createLoggers, type Loggers } from './logger.js';
@@ -32,6 +33,8 @@ export interface ContextOverrides {
   limiterStore?: LimiterStore;
   logDestination?: pino.DestinationStream;
   instanceId?: string;
+  /** Do not start background jobs (tests run them by hand). */
+  noJobs?: boolean;
 }
 
 const HEARTBEAT_MS = 30_000;
@@ -52,6 +55,7 @@ export class AppContext {
     readonly limiter: RateLimiter,
     readonly telemetry: Telemetry,
     readonly hub: Hub,
+    readonly jobs: { pruneEvents: PruneEventsJob },
     readonly services: {
       tokens: TokenService;
       accounts: AccountService;
@@ -115,7 +119,9 @@ export class AppContext {
     mailbox.connect(hub);
     tokens.connect(hub);
     hub.startHeartbeat(HEARTBEAT_MS);
-    return new AppContext(cfg, log, clock, db, pubsub, limiter, telemetry, hub, services, instanceId);
+    const jobs = { pruneEvents: new PruneEventsJob({ db, clock, log: log.jobs, retentionDays: cfg.events.retentionDays }) };
+    if (!overrides.noJobs) jobs.pruneEvents.start();
+    return new AppContext(cfg, log, clock, db, pubsub, limiter, telemetry, hub, jobs, services, instanceId);
   }
 
   async healthChecks(): Promise<Record<string, 'ok' | 'down'>> {
@@ -129,6 +135,7 @@ export class AppContext {
   /** Releases everything in reverse order of construction. */
   async close(): Promise<void> {
     const closers: [string, () => Promise<void> | void][] = [
+      ['jobs', () => this.jobs.pruneEvents.close()],
       ['sockets', () => this.hub.closeAll(1001, 'server closing')],
       ['pubsub', () => this.pubsub?.close()],
       ['limiter', () => this.limiter.close()],

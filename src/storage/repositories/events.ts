@@ -50,3 +50,28 @@ export async function readEventsAfter(db: Kysely<Schema>, userId: string, afterS
     return { user_id: r.user_id, seq: Number(r.seq), type: r.type, message_id: r.message_id, data: r.data, created_at: r.created_at, message };
   });
 }
+
+/** Users with events older than `cutoff`, and the newest such seq of each (a page at a time). */
+export function expiredEventHeads(db: Kysely<Schema>, cutoff: number, limit: number): Promise<{ user_id: string; max_seq: number }[]> {
+  return db
+    .selectFrom('events')
+    .select(['user_id', (eb) => eb.fn.max('seq').as('max_seq')])
+    .where('created_at', '<', cutoff)
+    .groupBy('user_id')
+    .orderBy('user_id')
+    .limit(limit)
+    .execute()
+    .then((rows) => rows.map((r) => ({ user_id: r.user_id, max_seq: Number(r.max_seq) })));
+}
+
+/** Deletes a user's events up to `throughSeq` and records it, so an older cursor is known to be gone. */
+export async function pruneEvents(db: Kysely<Schema>, userId: string, throughSeq: number): Promise<number> {
+  const r = await db.deleteFrom('events').where('user_id', '=', userId).where('seq', '<=', throughSeq).executeTakeFirst();
+  await db
+    .updateTable('mailboxes')
+    .set({ pruned_through: throughSeq })
+    .where('user_id', '=', userId)
+    .where('pruned_through', '<', throughSeq)
+    .execute();
+  return Number(r.numDeletedRows);
+}

@@ -69,9 +69,9 @@ const MAX_GROUP = 512;
 
 /**
  * SQLite: one connection, WAL. Transactions are **group-committed**: every unit of work that
- * arrives while the previous commit runs joins the next one, each inside its own savepoint, so
- * one failure rolls back only itself and many writes share one fsync. A caller's promise
- * settles only after the commit.
+ * arrives while the previous commit runs joins the next one, so many writes share one fsync; a
+ * failing unit rolls back only itself (see runGroup). A caller's promise settles only after the
+ * commit. Units must therefore be re-runnable: they only read and write through `tx`.
  */
 export class SqliteDatabase extends Database {
   readonly dialect = 'sqlite' as const;
@@ -113,36 +113,53 @@ export class SqliteDatabase extends Database {
     }
   }
 
+  /**
+   * Optimistic first: the whole group in one transaction without savepoints (a failing unit is
+   * rare: a lost race on a unique key, a rule checked inside the transaction). If a unit fails,
+   * the group is rolled back and run again with a savepoint per unit, so only that unit fails.
+   */
   private async runGroup(group: Job[]): Promise<void> {
+    const settled = await this.attempt(group, group.length === 1);
+    if (settled === 'retry') await this.attempt(group, true);
+  }
+
+  private async attempt(group: Job[], isolated: boolean): Promise<'done' | 'retry'> {
     let trx: ControlledTransaction<Schema>;
     try {
       trx = await this.db.startTransaction().execute();
     } catch (err) {
       for (const job of group) job.reject(err);
-      return;
+      return 'done';
     }
     const settled: { job: Job; ok: boolean; value: unknown; hooks: (() => void)[] }[] = [];
     try {
       for (const job of group) {
         const hooks: (() => void)[] = [];
-        await sql`savepoint unit`.execute(trx);
+        if (isolated && group.length > 1) await sql`savepoint unit`.execute(trx);
         try {
           const value = await job.fn({ db: trx, onCommit: (h) => hooks.push(h) });
-          await sql`release unit`.execute(trx);
+          if (isolated && group.length > 1) await sql`release unit`.execute(trx);
           settled.push({ job, ok: true, value, hooks });
         } catch (err) {
-          // If this fails too, the transaction itself is broken: the outer catch fails the group.
-          await sql`rollback to unit`.execute(trx);
-          await sql`release unit`.execute(trx);
+          if (!isolated) {
+            await trx.rollback().execute();
+            return 'retry';
+          }
+          if (group.length > 1) {
+            // If this fails too, the transaction itself is broken: the outer catch fails the group.
+            await sql`rollback to unit`.execute(trx);
+            await sql`release unit`.execute(trx);
+          }
           settled.push({ job, ok: false, value: err, hooks });
         }
       }
-      await trx.commit().execute();
+      if (settled.some((s) => s.ok)) await trx.commit().execute();
+      else await trx.rollback().execute();
     } catch (err) {
       this.log.error({ err }, 'group commit failed');
       await trx.rollback().execute().catch(() => undefined);
       for (const job of group) job.reject(err);
-      return;
+      return 'done';
     }
     for (const s of settled) {
       if (!s.ok) {
@@ -152,6 +169,7 @@ export class SqliteDatabase extends Database {
       runHooks(s.hooks, this.log);
       s.job.resolve(s.value);
     }
+    return 'done';
   }
 
   override async close(): Promise<void> {

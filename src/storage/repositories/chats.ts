@@ -1,4 +1,5 @@
 import type { Kysely, Selectable } from 'kysely';
+import { prepared } from '../prepared.js';
 import type { ChatsTable, Schema } from '../schema.js';
 
 export type ChatRow = Selectable<ChatsTable>;
@@ -12,8 +13,10 @@ export async function insertChat(db: Kysely<Schema>, row: Omit<ChatRow, 'last_se
     .execute();
 }
 
+const byDirectKeyQ = prepared<{ key: string }, ChatRow>((db, arg) => db.selectFrom('chats').selectAll().where('direct_key', '=', arg('key')));
+
 export function findChatByDirectKey(db: Kysely<Schema>, key: string): Promise<ChatRow | undefined> {
-  return db.selectFrom('chats').selectAll().where('direct_key', '=', key).executeTakeFirst();
+  return byDirectKeyQ.first(db, { key });
 }
 
 /** The chat as seen by one member; undefined when it does not exist or they are not in it. */
@@ -57,45 +60,56 @@ export async function memberIdsByChat(db: Kysely<Schema>, chatIds: string[]): Pr
   return out;
 }
 
+const membersQ = prepared<{ chatId: string }, { user_id: string }>((db, arg) =>
+  db.selectFrom('chat_members').select('user_id').where('chat_id', '=', arg('chatId')).orderBy('user_id'),
+);
+
 export async function memberIds(db: Kysely<Schema>, chatId: string): Promise<string[]> {
-  const rows = await db.selectFrom('chat_members').select('user_id').where('chat_id', '=', chatId).orderBy('user_id').execute();
-  return rows.map((r) => r.user_id);
+  return (await membersQ.all(db, { chatId })).map((r) => r.user_id);
 }
 
+type AdvanceArgs = { chatId: string; messageId: string; now: number };
+const advanceQ = (establish: boolean) =>
+  prepared<AdvanceArgs, { last_seq: number }>((db, arg) =>
+    db
+      .updateTable('chats')
+      .set((eb) => ({
+        last_seq: eb('last_seq', '+', 1),
+        last_message_id: arg('messageId'),
+        last_activity_at: arg('now'),
+        ...(establish ? { encryption_status: 'established' as const } : {}),
+      }))
+      .where('id', '=', arg('chatId'))
+      .returning('last_seq'),
+  );
+const advanceKeepQ = advanceQ(false);
+const advanceEstablishQ = advanceQ(true);
+
 /** Allocates the next per-chat sequence number and records the chat's latest message, atomically. */
-export async function advanceChat(
-  db: Kysely<Schema>,
-  chatId: string,
-  messageId: string,
-  now: number,
-  establishesEncryption: boolean,
-): Promise<number> {
-  const row = await db
-    .updateTable('chats')
-    .set((eb) => ({
-      last_seq: eb('last_seq', '+', 1),
-      last_message_id: messageId,
-      last_activity_at: now,
-      ...(establishesEncryption ? { encryption_status: 'established' as const } : {}),
-    }))
-    .where('id', '=', chatId)
-    .returning('last_seq')
-    .executeTakeFirstOrThrow();
+export async function advanceChat(db: Kysely<Schema>, chatId: string, messageId: string, now: number, establishesEncryption: boolean): Promise<number> {
+  const row = await (establishesEncryption ? advanceEstablishQ : advanceKeepQ).first(db, { chatId, messageId, now });
+  if (!row) throw new Error('chat vanished');
   return Number(row.last_seq);
 }
 
-export async function changeUnread(db: Kysely<Schema>, chatId: string, userId: string, delta: 1 | -1): Promise<void> {
-  await db
+type UnreadArgs = { chatId: string; userId: string };
+const unreadUpQ = prepared<UnreadArgs, never>((db, arg) =>
+  db
     .updateTable('chat_members')
-    .set((eb) => ({
-      unread_count:
-        delta === 1
-          ? eb('unread_count', '+', 1)
-          : eb.case().when('unread_count', '>', 0).then(eb('unread_count', '-', 1)).else(0).end(),
-    }))
-    .where('chat_id', '=', chatId)
-    .where('user_id', '=', userId)
-    .execute();
+    .set((eb) => ({ unread_count: eb('unread_count', '+', 1) }))
+    .where('chat_id', '=', arg('chatId'))
+    .where('user_id', '=', arg('userId')),
+);
+const unreadDownQ = prepared<UnreadArgs, never>((db, arg) =>
+  db
+    .updateTable('chat_members')
+    .set((eb) => ({ unread_count: eb.case().when('unread_count', '>', 0).then(eb('unread_count', '-', 1)).else(0).end() }))
+    .where('chat_id', '=', arg('chatId'))
+    .where('user_id', '=', arg('userId')),
+);
+
+export async function changeUnread(db: Kysely<Schema>, chatId: string, userId: string, delta: 1 | -1): Promise<void> {
+  await (delta === 1 ? unreadUpQ : unreadDownQ).execute(db, { chatId, userId });
 }
 
 /** Everyone who shares at least one chat with `userId`. */

@@ -1,22 +1,37 @@
 import type { Kysely, Selectable } from 'kysely';
+import { prepared } from '../prepared.js';
 import type { EventsTable, MessagesTable, Schema } from '../schema.js';
 
 export type EventRow = Selectable<EventsTable>;
 export type EventWithMessage = EventRow & { message: Selectable<MessagesTable> | null };
 
 /** Allocates the user's next event sequence number; the row lock orders concurrent appenders. */
-export async function nextEventSeq(db: Kysely<Schema>, userId: string): Promise<number> {
-  const row = await db
+const nextSeqQ = prepared<{ userId: string }, { last_seq: number }>((db, arg) =>
+  db
     .updateTable('mailboxes')
     .set((eb) => ({ last_seq: eb('last_seq', '+', 1) }))
-    .where('user_id', '=', userId)
-    .returning('last_seq')
-    .executeTakeFirstOrThrow();
+    .where('user_id', '=', arg('userId'))
+    .returning('last_seq'),
+);
+const insertQ = prepared<EventRow, never>((db, arg) =>
+  db.insertInto('events').values({
+    user_id: arg('user_id'),
+    seq: arg('seq'),
+    type: arg('type'),
+    message_id: arg('message_id'),
+    data: arg('data'),
+    created_at: arg('created_at'),
+  }),
+);
+
+export async function nextEventSeq(db: Kysely<Schema>, userId: string): Promise<number> {
+  const row = await nextSeqQ.first(db, { userId });
+  if (!row) throw new Error('mailbox missing');
   return Number(row.last_seq);
 }
 
 export async function insertEvent(db: Kysely<Schema>, row: EventRow): Promise<void> {
-  await db.insertInto('events').values(row).execute();
+  await insertQ.execute(db, row);
 }
 
 export async function mailboxHead(db: Kysely<Schema>, userId: string): Promise<{ lastSeq: number; prunedThrough: number } | undefined> {

@@ -1,24 +1,33 @@
 import type { Kysely, Selectable } from 'kysely';
+import { prepared } from '../prepared.js';
 import type { MessagesTable, Schema } from '../schema.js';
 
 export type MessageRow = Selectable<MessagesTable>;
 export type MessageStatus = MessageRow['status'];
 
+const COLUMNS = [
+  'id', 'chat_id', 'seq', 'sender_id', 'receiver_id', 'encrypted_content', 'iv', 'mac', 'type', 'status',
+  'client_message_id', 'created_at', 'delivered_at', 'read_at',
+] as const satisfies readonly (keyof MessageRow)[];
+
+const insertQ = prepared<MessageRow, never>((db, arg) =>
+  db.insertInto('messages').values(Object.fromEntries(COLUMNS.map((c) => [c, arg(c)])) as unknown as MessageRow),
+);
+const byIdQ = prepared<{ id: string }, MessageRow>((db, arg) => db.selectFrom('messages').selectAll().where('id', '=', arg('id')));
+const byClientIdQ = prepared<{ senderId: string; clientMessageId: string }, MessageRow>((db, arg) =>
+  db.selectFrom('messages').selectAll().where('sender_id', '=', arg('senderId')).where('client_message_id', '=', arg('clientMessageId')),
+);
+
 export async function insertMessage(db: Kysely<Schema>, row: MessageRow): Promise<void> {
-  await db.insertInto('messages').values(row).execute();
+  await insertQ.execute(db, row);
 }
 
 export function findMessageById(db: Kysely<Schema>, id: string): Promise<MessageRow | undefined> {
-  return db.selectFrom('messages').selectAll().where('id', '=', id).executeTakeFirst();
+  return byIdQ.first(db, { id });
 }
 
 export function findMessageByClientId(db: Kysely<Schema>, senderId: string, clientMessageId: string): Promise<MessageRow | undefined> {
-  return db
-    .selectFrom('messages')
-    .selectAll()
-    .where('sender_id', '=', senderId)
-    .where('client_message_id', '=', clientMessageId)
-    .executeTakeFirst();
+  return byClientIdQ.first(db, { senderId, clientMessageId });
 }
 
 export interface PageRange {

@@ -1,4 +1,5 @@
 import type { Kysely, Selectable } from 'kysely';
+import { prepared } from '../prepared.js';
 import type { RefreshTokensTable, Schema, TokenFamiliesTable } from '../schema.js';
 
 export type FamilyRow = Selectable<TokenFamiliesTable>;
@@ -48,16 +49,18 @@ export async function revokeFamily(db: Kysely<Schema>, id: string, now: number, 
 }
 
 /** Is this login still valid for access tokens? (Not revoked, not past its absolute lifetime, user exists.) */
-export async function isFamilyActive(db: Kysely<Schema>, id: string, userId: string, now: number): Promise<boolean> {
-  const row = await db
+const activeQ = prepared<{ id: string; userId: string; now: number }, { id: string }>((db, arg) =>
+  db
     .selectFrom('token_families')
     .select('id')
-    .where('id', '=', id)
-    .where('user_id', '=', userId)
+    .where('id', '=', arg('id'))
+    .where('user_id', '=', arg('userId'))
     .where('revoked_at', 'is', null)
-    .where('expires_at', '>', now)
-    .executeTakeFirst();
-  return row !== undefined;
+    .where('expires_at', '>', arg('now')),
+);
+
+export async function isFamilyActive(db: Kysely<Schema>, id: string, userId: string, now: number): Promise<boolean> {
+  return (await activeQ.first(db, { id, userId, now })) !== undefined;
 }
 
 /** A user's live logins, least recently used first. */

@@ -1,0 +1,56 @@
+import { CompiledQuery, PostgresAdapter, type Compilable, type Kysely, type QueryResult } from 'kysely';
+import type { Schema } from './schema.js';
+
+// @NOTE Hot-path queries are built with Kysely once per dialect and then only executed:
+// building and compiling a query costs more than SQLite takes to run it. The SQL still comes
+// from the one Kysely definition, so both dialects share the query code.
+
+const SENTINEL = '\u0000param:';
+
+type Slot = { name: string } | { value: unknown };
+
+interface Template {
+  sql: string;
+  slots: Slot[];
+}
+
+/** A query compiled once per dialect with named parameters, then executed with values. */
+export class Prepared<Args extends Record<string, unknown>, Row> {
+  private readonly templates = new Map<string, Template>();
+
+  constructor(private readonly build: (db: Kysely<Schema>, arg: <K extends keyof Args & string>(name: K) => Args[K]) => Compilable<Row>) {}
+
+  private template(db: Kysely<Schema>): Template {
+    const dialect = db.getExecutor().adapter instanceof PostgresAdapter ? 'postgres' : 'sqlite';
+    let t = this.templates.get(dialect);
+    if (!t) {
+      const compiled = this.build(db, (name) => `${SENTINEL}${name}` as never).compile();
+      const slots = compiled.parameters.map((p): Slot =>
+        typeof p === 'string' && p.startsWith(SENTINEL) ? { name: p.slice(SENTINEL.length) } : { value: p },
+      );
+      t = { sql: compiled.sql, slots };
+      this.templates.set(dialect, t);
+    }
+    return t;
+  }
+
+  execute(db: Kysely<Schema>, args: Args): Promise<QueryResult<Row>> {
+    const t = this.template(db);
+    const params = t.slots.map((s) => ('name' in s ? args[s.name] : s.value));
+    return db.executeQuery<Row>(CompiledQuery.raw(t.sql, params));
+  }
+
+  async all(db: Kysely<Schema>, args: Args): Promise<Row[]> {
+    return (await this.execute(db, args)).rows;
+  }
+
+  async first(db: Kysely<Schema>, args: Args): Promise<Row | undefined> {
+    return (await this.execute(db, args)).rows[0];
+  }
+}
+
+export function prepared<Args extends Record<string, unknown>, Row>(
+  build: (db: Kysely<Schema>, arg: <K extends keyof Args & string>(name: K) => Args[K]) => Compilable<Row>,
+): Prepared<Args, Row> {
+  return new Prepared(build);
+}

@@ -94,7 +94,7 @@ export class AppContext {
     const limiter = new RateLimiter(limiterStore, clock, cfg.rateLimits);
     const hub = new Hub({ pubsub, instanceId, telemetry, log: log.ws, maxSocketsPerUser: cfg.rateLimits ? CAPS.socketsPerUser : Number.MAX_SAFE_INTEGER });
 
-    const tokens = new TokenService(db, cfg.auth, secrets.jwtSecret, clock, log.auth);
+    const tokens = new TokenService(db, cfg.auth, secrets.jwtSecret, clock, log.auth, limiter);
     const hasher = new PasswordHasher(overrides.argon2 ?? cfg.auth.argon2, ARGON2_MAX_IN_FLIGHT);
     const mailbox = new Mailbox(db, clock);
     const chats = new ChatService(db, clock);

@@ -6,6 +6,7 @@ import { UnauthorizedError } from '../errors.js';
 import type { Logger } from 'pino';
 import type { Database, Tx } from '../storage/db.js';
 import { CAPS } from '../limits/catalog.js';
+import type { RateLimiter } from '../limits/limiter.js';
 import {
   activeFamilies,
   claimRefreshToken,
@@ -52,6 +53,7 @@ export class TokenService {
     private readonly secret: Uint8Array,
     private readonly clock: Clock,
     private readonly log: Logger,
+    private readonly limiter: RateLimiter,
   ) {}
 
   connect(sink: SessionSink): void {
@@ -82,6 +84,8 @@ export class TokenService {
   async refresh(refreshToken: string): Promise<TokenPair> {
     if (!REFRESH_SHAPE.test(refreshToken)) throw new UnauthorizedError('invalid refresh token');
     const tokenHash = hashToken(refreshToken);
+    const known = await findRefreshToken(this.db.db, tokenHash);
+    if (known) await this.limiter.consume('refreshPerFamily', known.family_id);
     const now = this.clock.now();
     const outcome = await this.db.transaction(async (tx) => {
       const claimed = await claimRefreshToken(tx.db, tokenHash, now);

@@ -6,10 +6,10 @@
 export const LIMITS = {
   /** Failed logins per account (consumed only by failures; checked before every attempt). */
   loginFailuresPerAccount: { burst: 5, perSec: 1 / 60 },
-  /** Login attempts per client IP. */
-  loginPerIp: { burst: 30, perSec: 1 / 2 },
+  /** Login attempts per client IP (a NAT'd network shares one address; the per-account limit is the tight one). */
+  loginPerIp: { burst: 100, perSec: 1 },
   /** Registrations per client IP. */
-  registerPerIp: { burst: 30, perSec: 1 / 10 },
+  registerPerIp: { burst: 100, perSec: 1 / 3 },
   /** "Username taken" answers per client IP: the one place registration reveals who exists. */
   registerTakenPerIp: { burst: 10, perSec: 1 / 30 },
   /** Refreshes per login (token family). */
@@ -20,7 +20,7 @@ export const LIMITS = {
   sendsPerUser: { burst: 300, perSec: 60 },
   sendBytesPerUser: { burst: 16 * 1024 * 1024, perSec: 1024 * 1024 },
   /** WebSocket upgrades per client IP. */
-  wsConnectsPerIp: { burst: 60, perSec: 2 },
+  wsConnectsPerIp: { burst: 200, perSec: 5 },
   /** Inbound WebSocket frames per connection. */
   wsFramesPerSocket: { burst: 300, perSec: 100 },
   /** Any other authenticated request, per user. */

@@ -13,7 +13,7 @@ import type { Telemetry } from '../telemetry.js';
 import type { Clock } from '../util/clock.js';
 import { errorFrame, frame, parseClientFrame, salvageRequestId } from './frames.js';
 
-/** Limits of one socket; the README's WebSocket section documents each. */
+/** Limits of one socket; docs/websocket.md (§9 Limits) documents each for client developers. */
 export const SOCKET_LIMITS = {
   authTimeoutMs: 10_000,
   /** A token may be used this long past its `exp` before the socket must re-authenticate. */
@@ -24,7 +24,7 @@ export const SOCKET_LIMITS = {
    */
   highWaterBytes: 1024 * 1024,
   lowWaterBytes: 256 * 1024,
-  /** A consumer that stays above the high-water mark this long is closed with 1013. */
+  /** With more to send and the buffer over the high-water mark, a consumer that does not drain below the low-water mark within this long is closed with 1013. */
   slowConsumerMs: 5_000,
   replayPageSize: 200,
   maxConcurrentSends: 64,
@@ -74,7 +74,7 @@ export class Connection {
   private badFrames = 0;
   private throttled = 0;
   private sends = 0;
-  /** The URL's `?since=` of a socket that authenticates by frame (the auth frame's own `since` wins if equal). */
+  /** The URL's `?since=` of a socket that authenticates by frame: used when the auth frame has none; a different one is refused. */
   private urlSince: string | undefined;
   /** Frames that arrived after authentication began and before `ready`, in order; null once ready. */
   private held: { data: Buffer; isBinary: boolean }[] | null = null;

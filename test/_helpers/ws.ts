@@ -76,6 +76,14 @@ export class TestSocket {
     this.ws.send(typeof frame === 'string' ? frame : JSON.stringify(frame));
   }
 
+  /** Sends all `frames` in one TCP write, so the server reads them together (bursts, races). */
+  sendBatch(frames: unknown[]): void {
+    const tcp = (this.ws as unknown as { _socket: { cork(): void; uncork(): void } })._socket;
+    tcp.cork();
+    for (const f of frames) this.send(f);
+    tcp.uncork();
+  }
+
   /** Waits for the first recorded frame (from index `from`) matching `pred`. */
   async next(pred: (f: Frame) => boolean, timeoutMs = 5000, from = 0): Promise<Frame> {
     const deadline = Date.now() + timeoutMs;
@@ -133,6 +141,14 @@ export class TestSocket {
       // not JSON: returned as text
     }
     return { status: this.upgradeStatus!, body, headers: this.upgradeHeaders };
+  }
+
+  /** Waits until the upgrade either succeeded ('open') or was refused (its HTTP status). */
+  async outcome(timeoutMs = 5000): Promise<'open' | number> {
+    await waitUntil(() => this.ws.readyState === WebSocket.OPEN || this.upgradeBodyDone || this.closeCode !== null, timeoutMs, 'the upgrade to settle');
+    if (this.ws.readyState === WebSocket.OPEN) return 'open';
+    if (this.upgradeBodyDone) return this.upgradeStatus!;
+    throw new Error(`the socket closed during the upgrade (${this.closeCode})`);
   }
 
   /** Frames that carry a cursor (stored events, and resync), in arrival order. */

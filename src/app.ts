@@ -3,7 +3,7 @@ import helmet from '@fastify/helmet';
 import websocket from '@fastify/websocket';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import { validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
-import { CLOSE } from '@safechat/protocol';
+import { CLOSE, DEFAULT_MAX_CIPHERTEXT_BYTES } from '@safechat/protocol';
 import type { AppContext } from './context.js';
 import { registerBodyParser } from './http/plugins/body-parser.js';
 import { registerErrorHandlers } from './http/plugins/error-handler.js';
@@ -15,19 +15,28 @@ import { keyRoutes } from './http/routes/keys.js';
 import { messageRoutes } from './http/routes/messages.js';
 import { opsRoutes } from './http/routes/ops.js';
 import { userRoutes } from './http/routes/users.js';
-import { MAX_FRAME_BYTES, registerGateway } from './ws/gateway.js';
+import { registerGateway } from './ws/gateway.js';
 
-/** Largest request body: a 64 KiB ciphertext is ~87 KiB of base64, plus the envelope. */
-export const MAX_BODY_BYTES = 128 * 1024;
+/**
+ * Largest request body and WebSocket frame: room for the largest allowed ciphertext in base64
+ * plus the envelope; 128 KiB for the default 64 KiB ciphertext.
+ */
+export function maxEnvelopeBytes(maxCiphertextBytes: number): number {
+  return Math.max(128 * 1024, Math.ceil(maxCiphertextBytes / 3) * 4 + 16 * 1024);
+}
+
+/** The body limit with the default MAX_MESSAGE_BYTES (64 KiB): 128 KiB. */
+export const MAX_BODY_BYTES = maxEnvelopeBytes(DEFAULT_MAX_CIPHERTEXT_BYTES);
 
 /** Builds the HTTP + WebSocket app on a context, without listening (tests and benchmarks use it). */
 export async function createApp(ctx: AppContext): Promise<FastifyInstance> {
   const logger: FastifyBaseLogger = ctx.log.http;
+  const envelopeLimit = maxEnvelopeBytes(ctx.cfg.messages.maxCiphertextBytes);
   const app = Fastify({
     loggerInstance: logger,
     // Per-request access logs are off: metrics count requests, logs keep what needs a reader.
     logController: new LogController({ disableRequestLogging: true }),
-    bodyLimit: MAX_BODY_BYTES,
+    bodyLimit: envelopeLimit,
     trustProxy: ctx.cfg.http.trustProxy,
     onProtoPoisoning: 'error',
     onConstructorPoisoning: 'error',
@@ -64,7 +73,7 @@ export async function createApp(ctx: AppContext): Promise<FastifyInstance> {
   });
   await registerOpenApi(app);
   await app.register(websocket, {
-    options: { maxPayload: MAX_FRAME_BYTES, perMessageDeflate: false, clientTracking: false },
+    options: { maxPayload: envelopeLimit, perMessageDeflate: false, clientTracking: false },
   });
 
   // Sockets first: an HTTP server does not finish closing while upgraded sockets stay open.

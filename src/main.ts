@@ -33,7 +33,7 @@ async function main(): Promise<void> {
     const force = setTimeout(() => {
       ctx.log.root.error('shutdown grace period exceeded; exiting');
       process.exit(1);
-    }, cfg.shutdownGraceMs + 5000);
+    }, cfg.shutdownGraceMs);
     force.unref();
     // 1012 "service restart": clients reconnect (to another instance) and resume by cursor.
     ctx.hub.closeAll(CLOSE.serviceRestart, 'server restarting');

@@ -1,5 +1,6 @@
 import os from 'node:os';
 import path from 'node:path';
+import { DEFAULT_MAX_CIPHERTEXT_BYTES } from '@safechat/protocol';
 import type { Env } from './env.js';
 import { parseDuration } from '../util/duration.js';
 
@@ -149,7 +150,7 @@ export function envToConfig(env: Env): ServerConfig {
     },
     rateLimits,
     allowedOrigins: origins(env.ALLOWED_ORIGINS),
-    messages: { maxCiphertextBytes: int('MAX_MESSAGE_BYTES', env.MAX_MESSAGE_BYTES, 64 * 1024, 1024, 1024 * 1024) },
+    messages: { maxCiphertextBytes: int('MAX_MESSAGE_BYTES', env.MAX_MESSAGE_BYTES, DEFAULT_MAX_CIPHERTEXT_BYTES, 1024, 1024 * 1024) },
     events: { retentionDays: int('EVENT_RETENTION_DAYS', env.EVENT_RETENTION_DAYS, 30, 30, 3650) },
     serveApp: onOff('SERVE_APP', env.SERVE_APP, !production),
     shutdownGraceMs: duration('SHUTDOWN_GRACE', env.SHUTDOWN_GRACE, '10s', 1, 600) * 1000,

@@ -55,7 +55,7 @@ export class RedisLimiterStore implements LimiterStore {
   private warn(err: unknown): void {
     if (this.warned) return;
     this.warned = true;
-    this.log.warn({ err: { message: (err as Error).message } }, 'rate limits falling back to this instance while Redis is away');
+    this.log.warn({ error: (err as Error).message }, 'rate limits falling back to this instance while Redis is away');
   }
 
   close(): Promise<void> {

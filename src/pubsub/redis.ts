@@ -32,25 +32,25 @@ export class RedisPubSub implements PubSub {
     const pub = new Redis(url, { ...options, connectionName: 'safechat-pub' });
     const sub = new Redis(url, { ...options, enableOfflineQueue: true, autoResubscribe: true, connectionName: 'safechat-sub' });
     for (const [name, client] of [['publisher', pub], ['subscriber', sub]] as const) {
-      client.on('error', (err: Error) => log.warn({ err: { message: err.message }, client: name }, 'redis error'));
+      client.on('error', (err: Error) => log.warn({ error: err.message, client: name }, 'redis error'));
       client.on('ready', () => log.info({ client: name }, 'redis ready'));
     }
     // A Redis that is down at start is not fatal: ioredis keeps retrying, sends still work, and
     // live delivery across instances returns when Redis does.
-    await Promise.all([pub.connect(), sub.connect()]).catch((err: Error) => log.warn({ err: { message: err.message } }, 'redis not reachable at start; retrying'));
+    await Promise.all([pub.connect(), sub.connect()]).catch((err: Error) => log.warn({ error: err.message }, 'redis not reachable at start; retrying'));
     return new RedisPubSub(pub, sub, log);
   }
 
   publish(channel: string, message: string): void {
     if (this.pub.status !== 'ready') return;
-    this.pub.publish(channel, message).catch((err: Error) => this.log.debug({ err: { message: err.message } }, 'publish dropped'));
+    this.pub.publish(channel, message).catch((err: Error) => this.log.debug({ error: err.message }, 'publish dropped'));
   }
 
   subscribe(channel: string, handler: (message: string) => void): () => void {
     let set = this.handlers.get(channel);
     if (!set) {
       this.handlers.set(channel, (set = new Set()));
-      this.sub.subscribe(channel).catch((err: Error) => this.log.warn({ err: { message: err.message } }, 'subscribe failed'));
+      this.sub.subscribe(channel).catch((err: Error) => this.log.warn({ error: err.message }, 'subscribe failed'));
     }
     set.add(handler);
     return () => {

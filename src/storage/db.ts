@@ -5,7 +5,7 @@ import { Kysely, Migrator, PostgresDialect, sql, SqliteDialect, type ControlledT
 import pg from 'pg';
 import type { Logger } from 'pino';
 import type { DatabaseConfig } from '../config/config.js';
-import { isRetryableTxError, type DialectName } from './dialect.js';
+import { isConnectionError, isRetryableTxError, type DialectName } from './dialect.js';
 import { migrations } from './migrations/index.js';
 import { CtxMigrationProvider } from './migrations/provider.js';
 import type { Schema } from './schema.js';
@@ -52,10 +52,22 @@ export abstract class Database {
   }
 }
 
-export async function createDatabase(cfg: DatabaseConfig, log: Logger): Promise<Database> {
-  const db = cfg.kind === 'sqlite' ? new SqliteDatabase(cfg, log) : await PostgresDatabase.create(cfg, log);
-  await db.migrate();
-  return db;
+/** Opens the database and applies migrations; a PostgreSQL that is not up yet is waited for (60 s). */
+export async function createDatabase(cfg: DatabaseConfig, log: Logger, waitMs = 60_000): Promise<Database> {
+  const deadline = Date.now() + waitMs;
+  for (let attempt = 1; ; attempt++) {
+    let db: Database | null = null;
+    try {
+      db = cfg.kind === 'sqlite' ? new SqliteDatabase(cfg, log) : await PostgresDatabase.create(cfg, log);
+      await db.migrate();
+      return db;
+    } catch (err) {
+      await db?.close().catch(() => undefined);
+      if (cfg.kind === 'sqlite' || !isConnectionError(err) || Date.now() > deadline) throw err;
+      log.warn({ attempt, error: (err as Error).message }, 'database not reachable yet; retrying');
+      await new Promise((r) => setTimeout(r, Math.min(attempt * 500, 5000)));
+    }
+  }
 }
 
 interface Job {
@@ -244,7 +256,7 @@ export class PostgresDatabase extends Database {
       ...(cfg.schema !== undefined ? { options: `-c search_path=${cfg.schema}` } : {}),
     });
     // @NOTE Without this listener an idle client's error (e.g. the server restarting) crashes Node.
-    pool.on('error', (err) => log.warn({ err: { message: err.message } }, 'idle database connection lost'));
+    pool.on('error', (err) => log.warn({ error: err.message }, 'idle database connection lost'));
     return new PostgresDatabase(pool, log, cfg.schema ?? 'public');
   }
 

@@ -88,7 +88,7 @@ export class Connection {
     socket.on('message', (data, isBinary) => this.onFrame(data as Buffer, isBinary));
     socket.on('pong', () => (this.alive = true));
     socket.on('close', () => this.cleanup());
-    socket.on('error', (err) => deps.log.debug({ err: { message: err.message }, connId: this.id }, 'socket error'));
+    socket.on('error', (err) => deps.log.debug({ error: err.message, connId: this.id }, 'socket error'));
   }
 
   /** Authenticated by the upgrade request's header. */
@@ -352,7 +352,7 @@ export class Connection {
 
   private fail(err: unknown): void {
     if (isConnectionError(err)) {
-      this.deps.log.warn({ connId: this.id, err: { message: (err as Error).message } }, 'database unavailable; closing socket');
+      this.deps.log.warn({ connId: this.id, error: (err as Error).message }, 'database unavailable; closing socket');
       return this.close(CLOSE.tryAgainLater, 'service temporarily unavailable');
     }
     this.deps.log.error({ err, connId: this.id }, 'socket failed');

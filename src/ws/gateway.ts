@@ -7,7 +7,8 @@ import { AppError, ForbiddenError, UnauthorizedError } from '../errors.js';
 import { bearerToken } from '../http/plugins/auth.js';
 import { Connection } from './connection.js';
 
-/** Maximum inbound frame: a 64 KiB ciphertext is ~87 KiB of base64 plus the envelope. */
+
+/** The frame limit with the default MAX_MESSAGE_BYTES; the app sets it from the configuration (see maxEnvelopeBytes). */
 export const MAX_FRAME_BYTES = 128 * 1024;
 
 const WsQuery = z.strictObject({ since: Cursor.optional() });
@@ -31,7 +32,7 @@ export function registerGateway(app: FastifyInstance, ctx: AppContext): void {
       schema: { hide: true, querystring: WsQuery },
       // Runs before the upgrade: a refused handshake is a plain HTTP answer (401/403/429).
       preHandler: async (request: FastifyRequest) => {
-        if (!originAllowed(request.headers.origin, request.headers.host, ctx.cfg.allowedOrigins)) {
+        if (!originAllowed(request.headers.origin, request.host, ctx.cfg.allowedOrigins)) {
           throw new ForbiddenError('origin not allowed');
         }
         await ctx.limiter.consume('wsConnectsPerIp', request.ip);

@@ -51,7 +51,7 @@ export function registerErrorHandlers(app: FastifyInstance): void {
       request.log.error({ err }, 'unhandled error');
       return reply.code(500).type('application/json').send(internalErrorBody());
     }
-    if (appErr.status >= 500) request.log.warn({ err: { message: (err as Error).message, code: (err as FastifyError).code } }, 'dependency unavailable');
+    if (appErr.status >= 500) request.log.warn({ error: (err as Error).message, code: (err as FastifyError).code }, 'dependency unavailable');
     else if (appErr.code === 'rate_limited') request.log.info({ ip: request.ip }, 'rate limited');
     return reply.code(appErr.status).headers(appErr.headers ?? {}).type('application/json').send(appErr.toBody());
   });

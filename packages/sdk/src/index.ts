@@ -1,2 +1,3 @@
 export * from './crypto/index.js';
 export * from './store/index.js';
+export * from './client/index.js';

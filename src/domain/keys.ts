@@ -10,6 +10,7 @@ import {
   countOneTimePrekeys,
   deleteOneTimePrekeys,
   findSignedPrekey,
+  markLowNotified,
   upsertSignedPrekey,
 } from '../storage/repositories/prekeys.js';
 import { findUserById, setPublicKey } from '../storage/repositories/users.js';
@@ -72,6 +73,7 @@ export class KeyService {
         public_key: body.signedPreKey.publicKey,
         signature: body.signedPreKey.signature,
         created_at: now,
+        low_notified_at: null,
       });
       const stored = await countOneTimePrekeys(tx.db, userId);
       if (stored + body.oneTimePreKeys.length > MAX_STORED_PREKEYS) {
@@ -86,7 +88,8 @@ export class KeyService {
 
   /** A pre-key bundle for starting a session with `userId`, consuming one one-time pre-key if any is left. */
   async bundle(requesterId: string, userId: string): Promise<PreKeyBundle> {
-    const { db, mailbox, limiter } = this.deps;
+    const { db, mailbox, limiter, clock } = this.deps;
+    if (requesterId === userId) throw new ValidationError('a session is started with someone else’s keys', [{ path: ['userId'], reason: 'own_keys' }]);
     await limiter.consume('keyClaimsPerUser', requesterId);
     return db.transaction(async (tx) => {
       const user = await findUserById(tx.db, userId);
@@ -101,7 +104,10 @@ export class KeyService {
       if (otk) {
         bundle.oneTimePreKey = { keyId: Number(otk.key_id), publicKey: otk.public_key };
         const remaining = await countOneTimePrekeys(tx.db, userId);
-        if (remaining < PREKEY_LOW_THRESHOLD) await mailbox.append(tx, userId, 'prekeys.low', { remaining });
+        // Once per refill cycle: the owner's next upload re-arms it.
+        if (remaining < PREKEY_LOW_THRESHOLD && (await markLowNotified(tx.db, userId, clock.now()))) {
+          await mailbox.append(tx, userId, 'prekeys.low', { remaining });
+        }
       }
       return bundle;
     });

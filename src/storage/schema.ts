@@ -92,6 +92,7 @@ export interface SignedPrekeysTable {
   public_key: string;
   signature: string;
   created_at: number;
+  low_notified_at: number | null;
 }
 
 export interface OneTimePrekeysTable {

@@ -115,7 +115,15 @@ describeEachDialect('key directory', (dialect) => {
     await api.get(`/keys/${u.id}`, bob.token); // 9 left
     const low = await ws.next((f) => f.type === 'prekeys.low');
     expect(low.data).toEqual({ remaining: 9 });
-    expect(ws.ofType('prekeys.low')).toHaveLength(1);
+    // Once per refill cycle, not once per claim.
+    await api.get(`/keys/${u.id}`, bob.token);
+    await api.get(`/keys/${u.id}`, bob.token);
+    await api.put('/keys', { ...body, oneTimePreKeys: [] }, u.token);
+    await api.get(`/keys/${u.id}`, bob.token); // 6 left, re-armed by the upload
+    const again = await ws.next((f) => f.type === 'prekeys.low' && f.data.remaining === 6);
+    expect(again).toBeDefined();
+    expect(ws.ofType('prekeys.low').map((f) => f.data.remaining)).toEqual([9, 6]);
+    expect((await api.get(`/keys/${u.id}`, u.token)).status).toBe(400);
     ws.close();
   });
 

@@ -6,7 +6,7 @@ export const KeyId = z.number().int().min(0).max(0xffffffff);
 
 export const MAX_PREKEYS_PER_UPLOAD = 100;
 export const MAX_STORED_PREKEYS = 500;
-/** `prekeys.low` is sent to the owner when a claim leaves fewer than this many one-time pre-keys. */
+/** `prekeys.low` is sent to the owner, once per upload, when a claim leaves fewer than this many one-time pre-keys. */
 export const PREKEY_LOW_THRESHOLD = 10;
 
 export const SignedPreKey = z.strictObject({

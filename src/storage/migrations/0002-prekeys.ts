@@ -11,6 +11,8 @@ export async function up(db: Kysely<any>, _ctx: MigrationCtx): Promise<void> {
     .addColumn('public_key', 'text', (c) => c.notNull())
     .addColumn('signature', 'text', (c) => c.notNull())
     .addColumn('created_at', 'bigint', (c) => c.notNull())
+    // When `prekeys.low` was last sent; cleared by the next upload, so the owner hears it once per refill.
+    .addColumn('low_notified_at', 'bigint')
     .execute();
 
   await db.schema

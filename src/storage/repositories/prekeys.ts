@@ -9,7 +9,9 @@ export async function upsertSignedPrekey(db: Kysely<Schema>, row: SignedPrekeyRo
   await db
     .insertInto('signed_prekeys')
     .values(row)
-    .onConflict((oc) => oc.column('user_id').doUpdateSet({ key_id: row.key_id, public_key: row.public_key, signature: row.signature, created_at: row.created_at }))
+    .onConflict((oc) =>
+      oc.column('user_id').doUpdateSet({ key_id: row.key_id, public_key: row.public_key, signature: row.signature, created_at: row.created_at, low_notified_at: null }),
+    )
     .execute();
 }
 
@@ -44,4 +46,15 @@ export function claimOneTimePrekey(db: Kysely<Schema>, userId: string): Promise<
     .where('key_id', '=', pick)
     .returning(['key_id', 'public_key'])
     .executeTakeFirst();
+}
+
+/** Marks `prekeys.low` as sent for this refill cycle; true only for the first caller. */
+export async function markLowNotified(db: Kysely<Schema>, userId: string, now: number): Promise<boolean> {
+  const r = await db
+    .updateTable('signed_prekeys')
+    .set({ low_notified_at: now })
+    .where('user_id', '=', userId)
+    .where('low_notified_at', 'is', null)
+    .executeTakeFirst();
+  return Number(r.numUpdatedRows) > 0;
 }

@@ -77,8 +77,9 @@ export class AppContext {
       clock,
       log: log.ws,
       rateLimits: cfg.rateLimits,
+      opened: (conn) => hub.opened(conn),
+      ended: (conn) => hub.ended(conn),
       attach: (conn) => hub.attach(conn),
-      detach: (conn) => hub.detach(conn),
     };
   }
 

@@ -47,9 +47,11 @@ export interface ConnectionDeps {
   clock: Clock;
   log: Logger;
   rateLimits: boolean;
-  /** Registers a live connection; false when the user already has too many. */
+  /** Every socket is registered while open (shutdown closes them all). */
+  opened(conn: Connection): void;
+  ended(conn: Connection): void;
+  /** Registers a live connection under its user; false when the user already has too many. */
   attach(conn: Connection): boolean;
-  detach(conn: Connection): void;
 }
 
 type State = 'authenticating' | 'live' | 'closed';
@@ -84,6 +86,7 @@ export class Connection {
     private readonly deps: ConnectionDeps,
     readonly ip: string,
   ) {
+    deps.opened(this);
     // @NOTE listeners are attached synchronously, before any await, or early frames are lost.
     socket.on('message', (data, isBinary) => this.onFrame(data as Buffer, isBinary));
     socket.on('pong', () => (this.alive = true));
@@ -370,12 +373,11 @@ export class Connection {
 
   private cleanup(): void {
     if (this.state === 'closed') return;
-    const wasLive = this.state === 'live';
     this.state = 'closed';
     this.held = null;
     for (const t of this.timers) clearTimeout(t);
     if (this.expiryTimer) clearTimeout(this.expiryTimer);
-    if (wasLive || this.userId !== null) this.deps.detach(this);
+    this.deps.ended(this);
   }
 
   /** Protocol-level heartbeat: a socket that missed the previous ping is dropped. */

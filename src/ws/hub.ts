@@ -23,6 +23,8 @@ interface Signal {
  */
 export class Hub implements EventSink, SessionSink {
   private readonly users = new Map<string, Set<Connection>>();
+  /** Every open socket, authenticated or not, so shutdown can close them all. */
+  private readonly open = new Set<Connection>();
   private readonly unsubscribe = new Map<string, () => void>();
   private heartbeatTimer: NodeJS.Timeout | null = null;
 
@@ -35,6 +37,15 @@ export class Hub implements EventSink, SessionSink {
       maxSocketsPerUser: number;
     },
   ) {}
+
+  opened(conn: Connection): void {
+    this.open.add(conn);
+  }
+
+  ended(conn: Connection): void {
+    this.open.delete(conn);
+    this.detach(conn);
+  }
 
   attach(conn: Connection): boolean {
     const userId = conn.userId!;
@@ -126,6 +137,6 @@ export class Hub implements EventSink, SessionSink {
   /** Closes every socket (shutdown: 1012 tells clients to reconnect, elsewhere or later). */
   closeAll(code: number, reason: string): void {
     if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
-    for (const set of [...this.users.values()]) for (const conn of [...set]) conn.close(code, reason);
+    for (const conn of [...this.open]) conn.close(code, reason);
   }
 }

@@ -24,12 +24,17 @@ export abstract class Database {
 
   constructor(protected readonly log: Logger) {}
 
+  /** The connection that writes (migrations); the same as `db` unless the dialect reads elsewhere. */
+  protected get writer(): Kysely<Schema> {
+    return this.db;
+  }
+
   /** PostgreSQL schema holding our tables (and the migration bookkeeping). */
   protected migrationSchema: string | undefined;
 
   async migrate(): Promise<void> {
     const migrator = new Migrator({
-      db: this.db,
+      db: this.writer,
       provider: new CtxMigrationProvider(migrations, { dialect: this.dialect }),
       // @NOTE Without a schema, Kysely looks for its bookkeeping tables in every schema of the
       // database, and another schema's copy would stop it from creating ours.
@@ -87,8 +92,11 @@ const MAX_GROUP = 512;
  */
 export class SqliteDatabase extends Database {
   readonly dialect = 'sqlite' as const;
+  /** Reads outside transactions use their own connection: they see committed data and never wait for a commit group. */
   readonly db: Kysely<Schema>;
+  private readonly write: Kysely<Schema>;
   private readonly raw: BetterSqlite3.Database;
+  private readonly rawReader: BetterSqlite3.Database | null;
   private queue: Job[] = [];
   private running = false;
 
@@ -103,7 +111,18 @@ export class SqliteDatabase extends Database {
     this.raw.pragma('foreign_keys = ON');
     this.raw.pragma('busy_timeout = 5000');
     this.raw.pragma('temp_store = MEMORY');
-    this.db = new Kysely<Schema>({ dialect: new SqliteDialect({ database: cachingDatabase(this.raw) }) });
+    this.write = new Kysely<Schema>({ dialect: new SqliteDialect({ database: cachingDatabase(this.raw) }) });
+    // An in-memory database exists only on its own connection, so it reads there too.
+    this.rawReader = cfg.path === ':memory:' ? null : new BetterSqlite3(cfg.path);
+    if (this.rawReader) {
+      this.rawReader.pragma('busy_timeout = 5000');
+      this.rawReader.pragma('query_only = ON');
+    }
+    this.db = this.rawReader ? new Kysely<Schema>({ dialect: new SqliteDialect({ database: cachingDatabase(this.rawReader) }) }) : this.write;
+  }
+
+  protected override get writer(): Kysely<Schema> {
+    return this.write;
   }
 
   transaction<T>(fn: (tx: Tx) => Promise<T>): Promise<T> {
@@ -138,7 +157,7 @@ export class SqliteDatabase extends Database {
   private async attempt(group: Job[], isolated: boolean): Promise<'done' | 'retry'> {
     let trx: ControlledTransaction<Schema>;
     try {
-      trx = await this.db.startTransaction().execute();
+      trx = await this.write.startTransaction().execute();
     } catch (err) {
       for (const job of group) job.reject(err);
       return 'done';
@@ -186,7 +205,8 @@ export class SqliteDatabase extends Database {
 
   override async close(): Promise<void> {
     while (this.running) await new Promise((r) => setTimeout(r, 5));
-    await super.close();
+    if (this.db !== this.write) await this.db.destroy();
+    await this.write.destroy();
   }
 }
 

@@ -1,8 +1,8 @@
-import type { EventDataByType, EventFrame, EventType } from '@safechat/protocol';
+import type { EventDataByType, EventFrame, EventType, Message } from '@safechat/protocol';
 import type { Database, Tx } from '../storage/db.js';
 import { insertEvent, mailboxHead, nextEventSeq, readEventsAfter } from '../storage/repositories/events.js';
 import type { Clock } from '../util/clock.js';
-import { toMessage } from './wire.js';
+import { messageJson, toMessage } from './wire.js';
 
 /** An event as committed to a user's log; `frame` is its wire JSON, built once and shared by every socket. */
 export interface StoredEvent {
@@ -16,6 +16,9 @@ export interface EventSink {
 }
 
 export function eventFrame<T extends EventType>(type: T, seq: number, data: EventDataByType[T]): StoredEvent {
+  if (type === 'message.new') {
+    return { seq, frame: `{"type":"message.new","cursor":"${seq}","data":${messageJson(data as Message)}}` };
+  }
   const frame = { type, cursor: String(seq), data } as EventFrame;
   return { seq, frame: JSON.stringify(frame) };
 }

@@ -41,3 +41,15 @@ export function toChat(row: MemberChatRow, participantIds: string[]): Chat {
     createdAt: iso(Number(row.created_at)),
   };
 }
+
+const messageJsonCache = new WeakMap<Message, string>();
+
+/** A message's JSON, computed once: the same object goes out as `message.new` and `message.sent`. */
+export function messageJson(m: Message): string {
+  let json = messageJsonCache.get(m);
+  if (json === undefined) {
+    json = JSON.stringify(m);
+    messageJsonCache.set(m, json);
+  }
+  return json;
+}

@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import type { WebSocket } from 'ws';
 import type { Mailbox, StoredEvent } from '../domain/mailbox.js';
 import type { MessageService } from '../domain/messages.js';
+import { messageJson } from '../domain/wire.js';
 import type { AccessClaims, TokenService } from '../domain/tokens.js';
 import { AppError } from '../errors.js';
 import { LIMITS } from '../limits/catalog.js';
@@ -198,7 +199,7 @@ export class Connection {
     this.sends++;
     try {
       const { message } = await this.deps.messages.send(this.userId!, body);
-      this.send(frame({ type: 'message.sent', requestId, data: message }));
+      this.send(`{"type":"message.sent","requestId":${JSON.stringify(requestId)},"data":${messageJson(message)}}`);
     } catch (err) {
       const e = err instanceof AppError ? err : isConnectionError(err) ? new AppError('unavailable', 'service temporarily unavailable, retry later') : null;
       if (!e) this.deps.log.error({ err, connId: this.id }, 'message.send failed');

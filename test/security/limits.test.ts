@@ -1,0 +1,253 @@
+/**
+ * SECURITY.md §4b T-RL-01…07, T-ENUM-03, T-WS-18 (AUTH-07, AUTH-08, RL-01…04): the rate limits at
+ * their production values, read from src/limits/catalog.ts (never restated here). The clock is
+ * frozen during each burst, so no bucket refills mid-test and every Retry-After is exact.
+ *
+ * Every 429 of this file is checked for `Retry-After` (whole seconds, what the bucket needs to
+ * refill one token) and the SPEC's error shape, and leaves the database unchanged.
+ */
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { Api, envelope, STRONG_PASSWORD, uniqueName, type Res, type Session } from '../_helpers/api.js';
+import { keyUpload } from '../_helpers/keys.js';
+import { describeEachDialect, testServer } from '../_helpers/server.js';
+import { closeAllSockets, connect, FAST_ARGON2, wsServer, type WsServer } from '../_helpers/ws.js';
+import { LIMITS, type LimitName } from '../../src/limits/catalog.js';
+import { SOCKET_LIMITS } from '../../src/ws/connection.js';
+import { expectError, freshIp, unchanged } from './_support.js';
+
+/** Real time, until frozen; while frozen only `advance` moves it. */
+function freezableClock() {
+  let frozen: number | null = null;
+  return {
+    now: () => frozen ?? Date.now(),
+    freeze: () => void (frozen = Date.now()),
+    thaw: () => void (frozen = null),
+    advance: (ms: number) => void (frozen = (frozen ?? Date.now()) + ms),
+  };
+}
+
+/** Seconds an empty bucket of `name` needs for one token — what Retry-After must say. */
+const retryAfterOf = (name: LimitName) => Math.max(1, Math.ceil(1 / LIMITS[name].perSec));
+
+const all429: Res[] = [];
+function expectRateLimited(res: Res, name: LimitName, label = ''): void {
+  all429.push(res);
+  expectError(res, 429, 'rate_limited', `${name} ${label}`);
+  expect(Number(res.headers['retry-after']), `${name} ${label}`).toBe(retryAfterOf(name));
+}
+
+/** The parts of an answer an attacker can compare, `date` aside. */
+const comparable = (r: Res) => {
+  const { date: _d, ...headers } = r.headers;
+  return { status: r.status, text: r.text, headers };
+};
+
+describeEachDialect('rate limits', (dialect) => {
+  let srv: WsServer;
+  const clock = freezableClock();
+  const from = (ip = freshIp()) => new Api(srv.app, ip);
+
+  beforeAll(async () => {
+    srv = await wsServer({ dialect, overrides: { clock } });
+  });
+  afterAll(async () => {
+    closeAllSockets();
+    await srv.close();
+  });
+  afterEach(() => clock.thaw());
+
+  describe('login', () => {
+    const { burst } = LIMITS.loginFailuresPerAccount;
+
+    /** `burst` wrong passwords (each from a new address), then one more, then the right one. */
+    async function bruteForce(username: string, password: string): Promise<Res[]> {
+      const out: Res[] = [];
+      for (let i = 0; i <= burst; i++) out.push(await from().post('/auth/login', { username, password: `wrong-guess-${i}` }));
+      out.push(await from().post('/auth/login', { username, password }));
+      return out;
+    }
+
+    it(`T-RL-01: ${burst} wrong passwords for one account → 401s, then 429 with Retry-After, even for the right password, from any address`, async () => {
+      const alice = await from().register();
+      const bob = await from().register();
+      clock.freeze();
+      const seq = await unchanged(srv, () => bruteForce(alice.username, alice.password));
+      seq.slice(0, burst).forEach((r, i) => expectError(r, 401, 'unauthorized', `attempt ${i + 1}`));
+      expectRateLimited(seq[burst]!, 'loginFailuresPerAccount', 'attempt over the burst');
+      expectRateLimited(seq[burst + 1]!, 'loginFailuresPerAccount', 'right password while throttled');
+      // Other accounts are not affected, from a fresh address or the attacker's last one.
+      expect((await from().post('/auth/login', { username: bob.username, password: bob.password })).status).toBe(200);
+      // After Retry-After the owner gets in.
+      clock.advance(retryAfterOf('loginFailuresPerAccount') * 1000);
+      expect((await from().post('/auth/login', { username: alice.username, password: alice.password })).status).toBe(200);
+    });
+
+    it('T-RL-02 / AUTH-05: the same sequence against a nonexistent account gives identical answers', async () => {
+      const alice = await from().register();
+      clock.freeze();
+      const real = await bruteForce(alice.username, alice.password);
+      const ghost = await bruteForce(uniqueName('ghost'), alice.password);
+      expect(ghost.map((r) => r.status)).toEqual([...Array(burst).fill(401), 429, 429]);
+      expect(ghost.map(comparable)).toEqual(real.map(comparable));
+      expectRateLimited(ghost[burst]!, 'loginFailuresPerAccount', 'ghost');
+    });
+
+    it(`T-RL-05: login attempts per address → 429 after ${LIMITS.loginPerIp.burst}, and X-Forwarded-For from an untrusted peer is ignored`, async () => {
+      const peer = freshIp();
+      const api = from(peer);
+      clock.freeze();
+      const { burst: perIp } = LIMITS.loginPerIp;
+      await unchanged(srv, async () => {
+        for (let i = 0; i < perIp; i++) {
+          // A different account and a different forged client address each time.
+          const res = await api.request('POST', '/auth/login', { body: { username: uniqueName('spray'), password: 'whatever-1' }, headers: { 'x-forwarded-for': `203.0.113.${i % 250}, 198.51.100.${i % 250}` } });
+          expect(res.status, `attempt ${i + 1}`).toBe(401);
+        }
+        const over = await api.request('POST', '/auth/login', { body: { username: uniqueName('spray'), password: 'whatever-1' }, headers: { 'x-forwarded-for': '192.0.2.77' } });
+        expectRateLimited(over, 'loginPerIp', 'over the per-address burst');
+      });
+      // Another address is not affected.
+      expect((await from().post('/auth/login', { username: uniqueName('spray'), password: 'whatever-1' })).status).toBe(401);
+    });
+
+    it('T-RL-05 control: from a configured proxy, X-Forwarded-For is believed (so the test above means something)', async () => {
+      const proxy = '10.250.0.1';
+      const trusting = await testServer({ dialect, env: { TRUST_PROXY: proxy }, overrides: { argon2: FAST_ARGON2, clock } });
+      try {
+        clock.freeze();
+        const api = new Api(trusting.app, proxy);
+        for (let i = 0; i <= LIMITS.loginPerIp.burst; i++) {
+          const res = await api.request('POST', '/auth/login', { body: { username: uniqueName('viaproxy'), password: 'whatever-1' }, headers: { 'x-forwarded-for': `203.0.113.${i % 250}, 198.51.${i >> 8}.${i & 255}` } });
+          expect(res.status, `attempt ${i + 1}`).toBe(401);
+        }
+      } finally {
+        await trusting.close();
+      }
+    });
+  });
+
+  describe('registration', () => {
+    it(`T-ENUM-03 / AUTH-07: registrations per address → 429 after ${LIMITS.registerPerIp.burst}; nothing is stored by a refused one`, async () => {
+      const api = from();
+      clock.freeze();
+      for (let i = 0; i < LIMITS.registerPerIp.burst; i++) {
+        expect((await api.post('/auth/register', { username: uniqueName('flood'), password: STRONG_PASSWORD })).status, `registration ${i + 1}`).toBe(201);
+      }
+      const over = await unchanged(srv, () => api.post('/auth/register', { username: uniqueName('flood'), password: STRONG_PASSWORD }));
+      expectRateLimited(over, 'registerPerIp');
+    });
+
+    it(`T-ENUM-03: "username taken" answers per address → 429 after ${LIMITS.registerTakenPerIp.burst}`, async () => {
+      const taken = await from().register();
+      const api = from();
+      clock.freeze();
+      await unchanged(srv, async () => {
+        for (let i = 0; i < LIMITS.registerTakenPerIp.burst; i++) {
+          expectError(await api.post('/auth/register', { username: taken.username, password: STRONG_PASSWORD }), 409, 'conflict', `probe ${i + 1}`);
+        }
+        expectRateLimited(await api.post('/auth/register', { username: taken.username.toUpperCase(), password: STRONG_PASSWORD }), 'registerTakenPerIp');
+      });
+    });
+  });
+
+  describe('tokens, keys, requests', () => {
+    it(`T-RL-07: refreshes per login → 429 after ${LIMITS.refreshPerFamily.burst}; the throttled token is not consumed`, async () => {
+      const u = await from().register();
+      clock.freeze();
+      let token = u.refreshToken;
+      for (let i = 0; i < LIMITS.refreshPerFamily.burst; i++) {
+        const r = await from().post('/auth/refresh-token', { refreshToken: token });
+        expect(r.status, `refresh ${i + 1}`).toBe(200);
+        token = r.body.refreshToken;
+      }
+      const over = await unchanged(srv, () => from().post('/auth/refresh-token', { refreshToken: token }));
+      expectRateLimited(over, 'refreshPerFamily');
+      clock.advance(retryAfterOf('refreshPerFamily') * 1000);
+      expect((await from().post('/auth/refresh-token', { refreshToken: token })).status).toBe(200);
+    });
+
+    it(`AZ-07: pre-key bundle claims per requester → 429 after ${LIMITS.keyClaimsPerUser.burst}`, async () => {
+      const [owner, crawler, other] = [await from().register(), await from().register(), await from().register()];
+      expect((await srv.api.put('/keys', keyUpload(undefined, 3).body, owner.token)).status).toBe(200);
+      clock.freeze();
+      for (let i = 0; i < LIMITS.keyClaimsPerUser.burst; i++) expect((await srv.api.get(`/keys/${owner.id}`, crawler.token)).status).toBe(200);
+      expectRateLimited(await unchanged(srv, () => srv.api.get(`/keys/${owner.id}`, crawler.token)), 'keyClaimsPerUser');
+      // Another requester is not affected.
+      expect((await srv.api.get(`/keys/${owner.id}`, other.token)).status).toBe(200);
+    });
+
+    it(`authenticated requests per user → 429 after ${LIMITS.requestsPerUser.burst}`, async () => {
+      const u = await from().register();
+      clock.freeze();
+      for (let i = 0; i < LIMITS.requestsPerUser.burst; i++) expect((await srv.api.get('/chats', u.token)).status).toBe(200);
+      expectRateLimited(await srv.api.get('/users/me', u.token), 'requestsPerUser');
+    });
+  });
+
+  describe('messages', () => {
+    let pair: { a: Session; b: Session; chatId: string };
+    beforeAll(async () => {
+      const [a, b] = [await from().register(), await from().register()];
+      pair = { a, b, chatId: (await srv.api.chat(a, b)).id };
+    });
+
+    it(`T-RL-06: sends per user → 429 after ${LIMITS.sendsPerUser.burst}, over REST and over the socket; nothing stored`, async () => {
+      const { a, chatId } = pair;
+      const ws = await connect(srv.wsUrl, a.token);
+      clock.freeze();
+      for (let i = 0; i < LIMITS.sendsPerUser.burst; i++) {
+        expect((await srv.api.post('/messages', { chatId, ...envelope(16) }, a.token)).status, `send ${i + 1}`).toBe(201);
+      }
+      await unchanged(srv, async () => {
+        expectRateLimited(await srv.api.post('/messages', { chatId, ...envelope(16) }, a.token), 'sendsPerUser', 'REST');
+        const f = await ws.request('over', { chatId, ...envelope(16) });
+        expect(f).toMatchObject({ type: 'error', requestId: 'over', error: { code: 'rate_limited', details: { retryAfter: retryAfterOf('sendsPerUser') } } });
+      });
+      // The receiver can still send.
+      expect((await srv.api.post('/messages', { chatId, ...envelope(16) }, pair.b.token)).status).toBe(201);
+    });
+
+    it(`T-RL-06: ciphertext bytes per user → 429 after ${LIMITS.sendBytesPerUser.burst} bytes`, async () => {
+      const [a, b] = [await from().register(), await from().register()];
+      const chatId = (await srv.api.chat(a, b)).id;
+      const size = 64 * 1024;
+      const fits = Math.floor(LIMITS.sendBytesPerUser.burst / size);
+      expect(fits).toBeLessThan(LIMITS.sendsPerUser.burst); // the byte limit trips first
+      const body = { chatId, ...envelope(size) };
+      clock.freeze();
+      for (let i = 0; i < fits; i++) expect((await srv.api.post('/messages', body, a.token)).status, `send ${i + 1}`).toBe(201);
+      const over = await unchanged(srv, () => srv.api.post('/messages', body, a.token));
+      expectError(over, 429, 'rate_limited', 'bytes');
+      all429.push(over);
+      // One 64 KiB message needs 64 KiB of refill.
+      expect(Number(over.headers['retry-after'])).toBe(Math.max(1, Math.ceil(size / LIMITS.sendBytesPerUser.perSec)));
+    });
+  });
+
+  it(`T-WS-18: a socket flooding frames gets rate_limited error frames, then close 1008 after ${SOCKET_LIMITS.maxThrottledFrames}`, async () => {
+    const u = await from().register();
+    const ws = await connect(srv.wsUrl, u.token);
+    const other = await connect(srv.wsUrl, u.token);
+    clock.freeze();
+    const { burst } = LIMITS.wsFramesPerSocket;
+    for (let i = 0; i < burst; i++) ws.send({ type: 'ping' });
+    await ws.count('pong', burst);
+    for (let i = 0; i <= SOCKET_LIMITS.maxThrottledFrames; i++) ws.send({ type: 'ping' });
+    expect(await ws.waitClose()).toBe(1008);
+    const limited = ws.ofType('error');
+    expect(limited).toHaveLength(SOCKET_LIMITS.maxThrottledFrames);
+    for (const f of limited) expect(f.error).toMatchObject({ code: 'rate_limited', message: expect.any(String), details: { retryAfter: expect.any(Number) } });
+    expect(ws.ofType('pong')).toHaveLength(burst);
+    // The same user's other socket is unaffected.
+    await other.sync();
+    expect(other.closeCode).toBeNull();
+  });
+
+  it('RL-01: every 429 of this file had Retry-After and the error shape', () => {
+    expect(all429.length).toBeGreaterThanOrEqual(10);
+    for (const r of all429) {
+      expect(r.headers['retry-after']).toMatch(/^[1-9][0-9]*$/);
+      expectError(r, 429, 'rate_limited');
+    }
+  });
+});

@@ -1,14 +1,16 @@
 import cors from '@fastify/cors';
 import helmet from '@fastify/helmet';
 import websocket from '@fastify/websocket';
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply } from 'fastify';
 import { validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
 import { CLOSE, DEFAULT_MAX_CIPHERTEXT_BYTES } from '@safechat/protocol';
 import type { AppContext } from './context.js';
+import { AppError } from './errors.js';
 import { registerBodyParser } from './http/plugins/body-parser.js';
 import { registerErrorHandlers } from './http/plugins/error-handler.js';
 import { registerNotFound } from './http/plugins/not-found.js';
 import { registerOpenApi } from './http/plugins/openapi.js';
+import { registerWebApp } from './http/plugins/web-app.js';
 import { authRoutes } from './http/routes/auth.js';
 import { chatRoutes } from './http/routes/chats.js';
 import { keyRoutes } from './http/routes/keys.js';
@@ -46,6 +48,26 @@ export async function createApp(ctx: AppContext): Promise<FastifyInstance> {
     keepAliveTimeout: 72_000,
     http: { headersTimeout: 20_000, maxHeaderSize: 16 * 1024 },
     routerOptions: { maxParamLength: 200, ignoreTrailingSlash: true },
+    // Errors raised before routing (bad URL encoding, an over-long path parameter) and by the HTTP
+    // parser (smuggling attempts, huge headers) get the same error shape as everything else.
+    frameworkErrors: (err, _request, reply: FastifyReply) => {
+      const message = err.code === 'FST_ERR_MAX_PARAM_LENGTH' ? 'a path parameter is too long' : 'malformed URL';
+      void reply.code(400).type('application/json').send(JSON.stringify(new AppError('validation_error', message).toBody()));
+    },
+    clientErrorHandler: (err: NodeJS.ErrnoException, socket) => {
+      if (err.code === 'ECONNRESET' || socket.destroyed) return;
+      const [status, text, error] =
+        err.code === 'HPE_HEADER_OVERFLOW'
+          ? [431, 'Request Header Fields Too Large', new AppError('payload_too_large', 'request headers are too large')]
+          : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+            ? [408, 'Request Timeout', new AppError('validation_error', 'the request was not received in time')]
+            : [400, 'Bad Request', new AppError('validation_error', 'malformed HTTP request')];
+      const body = JSON.stringify(error.toBody());
+      if (socket.writable) {
+        socket.write(`HTTP/1.1 ${status} ${text}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n${body}`);
+      }
+      socket.destroy();
+    },
   }).withTypeProvider<ZodTypeProvider>();
 
   app.setValidatorCompiler(validatorCompiler);
@@ -86,6 +108,7 @@ export async function createApp(ctx: AppContext): Promise<FastifyInstance> {
   await app.register(chatRoutes, opts);
   await app.register(messageRoutes, opts);
   await app.register(opsRoutes, opts);
+  await registerWebApp(app, ctx);
   await app.register(async (scope) => registerGateway(scope, ctx));
   return app;
 }

@@ -14,6 +14,7 @@ import type { TokenService } from './tokens.js';
 import { toUser } from './wire.js';
 
 const BAD_LOGIN = 'invalid username or password';
+const USERNAME = /^[A-Za-z0-9_.-]{3,32}$/;
 
 export class AccountService {
   constructor(
@@ -61,7 +62,8 @@ export class AccountService {
     await limiter.consume('loginPerIp', ip);
     // Checked for every name, existing or not, so the limiter is no user-enumeration oracle.
     await limiter.check('loginFailuresPerAccount', account);
-    const user = await findUserByUsername(db.db, body.username);
+    // A name that could never have been registered is simply unknown (and never reaches SQL).
+    const user = USERNAME.test(body.username) ? await findUserByUsername(db.db, body.username) : undefined;
     const ok = user ? await hasher.verify(user.password_hash, body.password) : await hasher.verifyDummy(body.password);
     if (!user || !ok) {
       await limiter.take('loginFailuresPerAccount', account);

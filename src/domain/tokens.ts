@@ -34,6 +34,7 @@ const ACCESS_TYP = 'at+jwt';
 /** 256-bit opaque refresh tokens, base64url. */
 const REFRESH_SHAPE = /^[A-Za-z0-9_-]{43}$/;
 const CLOCK_TOLERANCE_SEC = 5;
+const JWT_SHAPE = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
 
 function hashToken(token: string): string {
   return createHash('sha256').update(token).digest('base64url');
@@ -149,7 +150,8 @@ export class TokenService {
   }
 
   private async verifyJwt(token: string): Promise<AccessClaims> {
-    if (token.length > 4096) throw new UnauthorizedError('invalid access token');
+    // One spelling per token: three unpadded base64url segments (no padding, no +/ alphabet).
+    if (token.length > 4096 || !JWT_SHAPE.test(token)) throw new UnauthorizedError('invalid access token');
     try {
       const nowSec = Math.floor(this.clock.now() / 1000);
       const { payload } = await jwtVerify(token, this.secret, {

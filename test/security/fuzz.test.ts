@@ -123,12 +123,10 @@ function bodyArb(template: Json | undefined): fc.Arbitrary<GenBody> {
 }
 
 /**
- * BUG (reported; see input.test.ts "T-IN-ERR: router-level refusals"): a path parameter over
- * Fastify's maxParamLength (200) gets 414, and one that is not valid percent-encoded UTF-8 gets
- * 400 FST_ERR_BAD_URL — both with Fastify's own body, not the SPEC shape. Until fixed, generated
- * parameters stay within 200 characters and are cut only between whole characters.
+ * Generated path parameters go past the router's 200-character limit on purpose (that answer is
+ * a SPEC-shaped 400 too) and are cut only between whole characters.
  */
-const MAX_PARAM_CHARS = 200;
+const MAX_PARAM_CHARS = 300;
 
 /** Percent-encodes whole code points while the result fits in MAX_PARAM_CHARS. */
 function encParam(s: string): string {
@@ -212,13 +210,6 @@ describeEachDialect('fuzz every route', (dialect) => {
     { method: 'GET', path: '/health/live' },
   ];
 
-  /**
-   * BUG (reported; see input.test.ts "T-IN-UNI: NUL in a login name"): on PostgreSQL a login name
-   * containing NUL answers 500. Such samples are discarded on PostgreSQL until fixed.
-   */
-  const knownBug = (spec: RouteSpec, body: GenBody) =>
-    dialect === 'postgres' && spec.path === '/auth/login' && (String(body.payload ?? '').includes('\\u0000') || String(body.payload ?? '').includes(String.fromCharCode(0)));
-
   /** One generated request against `spec`, checked against the three properties. */
   async function probe(spec: RouteSpec, token: string, pathValues: string[], query: string, body: GenBody): Promise<void> {
     let i = 0;
@@ -246,7 +237,6 @@ describeEachDialect('fuzz every route', (dialect) => {
     try {
       await fc.assert(
         fc.asyncProperty(arb, ({ pathValues, query, body }) => {
-          fc.pre(!knownBug(spec, body));
           return probe(spec, token, pathValues, query, body);
         }),
         { numRuns: RUNS, seed: SEED, interruptAfterTimeLimit: 90_000 },

@@ -83,7 +83,7 @@ export async function createApp(ctx: AppContext): Promise<FastifyInstance> {
 
   await app.register(helmet, {
     // The API serves JSON; /docs and /app are same-origin pages with their own assets.
-    contentSecurityPolicy: { directives: { defaultSrc: ["'self'"], scriptSrc: ["'self'"], styleSrc: ["'self'", "'unsafe-inline'"], imgSrc: ["'self'", 'data:'], connectSrc: ["'self'"] } },
+    contentSecurityPolicy: { directives: { defaultSrc: ["'self'"], scriptSrc: ["'self'"], styleSrc: ["'self'", "'unsafe-inline'"], imgSrc: ["'self'", 'data:'], connectSrc: ["'self'"], upgradeInsecureRequests: null } },
     crossOriginEmbedderPolicy: false,
   });
   await app.register(cors, {

@@ -123,6 +123,12 @@ export function envToConfig(env: Env): ServerConfig {
   if (!LOG_LEVELS.includes(logLevel)) throw new ConfigError('LOG_LEVEL', `expected one of ${LOG_LEVELS.join(', ')}`);
   const rateLimits = onOff('RATE_LIMITS', env.RATE_LIMITS, true);
   if (production && !rateLimits) throw new ConfigError('RATE_LIMITS', 'off is refused when NODE_ENV=production');
+  const trusted = trustProxy(env.TRUST_PROXY);
+  // @NOTE Tokens travel in headers and frames: in production the listener sits behind a proxy that
+  // terminates TLS (https/wss). Refusing to start without one named is cheaper than a leak.
+  if (production && trusted === false && !onOff('ALLOW_PLAIN_HTTP', env.ALLOW_PLAIN_HTTP, false)) {
+    throw new ConfigError('TRUST_PROXY', 'is required when NODE_ENV=production: name the reverse proxy that terminates TLS (or set ALLOW_PLAIN_HTTP=on if TLS is handled another way)');
+  }
   const redisUrl = env.REDIS_URL ?? null;
   if (redisUrl !== null && !/^rediss?:\/\//.test(redisUrl)) throw new ConfigError('REDIS_URL', 'expected redis://… or rediss://…');
   const accessTtlSec = duration('ACCESS_TOKEN_TTL', env.ACCESS_TOKEN_TTL, '15m', 10, 24 * 3600);
@@ -134,7 +140,7 @@ export function envToConfig(env: Env): ServerConfig {
     http: {
       host: env.HOST ?? '127.0.0.1',
       port: int('PORT', env.PORT, 3000, 0, 65535),
-      trustProxy: trustProxy(env.TRUST_PROXY),
+      trustProxy: trusted,
     },
     dataDir,
     db: databaseConfig(env, dataDir),

@@ -52,5 +52,10 @@ export function isConnectionError(err: unknown): boolean {
  * other's rows (each gets a different one); SQLite has one writer, so nothing is needed.
  */
 export function lockSkipLocked<DB, TB extends keyof DB, O>(db: Kysely<DB>, qb: SelectQueryBuilder<DB, TB, O>): SelectQueryBuilder<DB, TB, O> {
-  return db.getExecutor().adapter instanceof PostgresAdapter ? qb.forUpdate().skipLocked() : qb;
+  return dialectOf(db) === 'postgres' ? qb.forUpdate().skipLocked() : qb;
+}
+
+/** Which dialect a Kysely handle (or transaction) speaks. */
+export function dialectOf(db: { getExecutor(): { adapter: unknown } }): DialectName {
+  return db.getExecutor().adapter instanceof PostgresAdapter ? 'postgres' : 'sqlite';
 }

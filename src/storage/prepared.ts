@@ -1,4 +1,5 @@
-import { CompiledQuery, PostgresAdapter, type Compilable, type Kysely, type QueryResult } from 'kysely';
+import { CompiledQuery, type Compilable, type Kysely, type QueryResult } from 'kysely';
+import { dialectOf } from './dialect.js';
 import type { Schema } from './schema.js';
 
 // @NOTE Hot-path queries are built with Kysely once per dialect and then only executed:
@@ -21,7 +22,7 @@ export class Prepared<Args extends Record<string, unknown>, Row> {
   constructor(private readonly build: (db: Kysely<Schema>, arg: <K extends keyof Args & string>(name: K) => Args[K]) => Compilable<Row>) {}
 
   private template(db: Kysely<Schema>): Template {
-    const dialect = db.getExecutor().adapter instanceof PostgresAdapter ? 'postgres' : 'sqlite';
+    const dialect = dialectOf(db);
     let t = this.templates.get(dialect);
     if (!t) {
       const compiled = this.build(db, (name) => `${SENTINEL}${name}` as never).compile();

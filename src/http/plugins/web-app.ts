@@ -66,7 +66,7 @@ export async function registerWebApp(app: FastifyInstance, ctx: AppContext): Pro
     [bundle, html] = await Promise.all([bundleWebApp(), readFile(path.join(WEB_PUBLIC, 'index.html'))]);
   } catch (err) {
     const detail = err instanceof Error ? err.message.split('\n')[0] : String(err);
-    throw new Error(`SERVE_APP is on but the web client could not be built (${detail}); set SERVE_APP=off to run without it`);
+    throw new Error(`SERVE_APP is on but the web client could not be built (${detail}); set SERVE_APP=off to run without it`, { cause: err });
   }
   const htmlEtag = `"${createHash('sha256').update(html).digest('base64url').slice(0, 27)}"`;
 
@@ -83,7 +83,8 @@ export async function registerWebApp(app: FastifyInstance, ctx: AppContext): Pro
     await scope.register(fastifyStatic, {
       root: WEB_PUBLIC,
       prefix: '/app/',
-      // One route per file found at start: no wildcard, no directory listing, no index.
+      // One route per file found at start (a file added later needs a restart): no wildcard, no
+      // directory listing, no index, no dotfiles.
       wildcard: false,
       list: false,
       index: false,
@@ -91,7 +92,7 @@ export async function registerWebApp(app: FastifyInstance, ctx: AppContext): Pro
       dotfiles: 'deny',
       cacheControl: false,
       setHeaders: (reply) => void reply.header('Cache-Control', 'no-cache'),
-      allowedPath: (pathName) => pathName !== '/index.html',
+      globIgnore: ['index.html'], // served at /app/
     });
   });
   ctx.log.http.info({ bytes: bundle.code.length }, 'web client served at /app/');

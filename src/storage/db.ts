@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
-import { Kysely, Migrator, PostgresDialect, sql, SqliteDialect, type ControlledTransaction } from 'kysely';
+import { CompiledQuery, Kysely, Migrator, PostgresDialect, sql, SqliteDialect, type ControlledTransaction, type DatabaseConnection, type Driver } from 'kysely';
 import pg from 'pg';
 import type { Logger } from 'pino';
 import type { DatabaseConfig } from '../config/config.js';
@@ -109,9 +109,12 @@ export class SqliteDatabase extends Database {
     // not only a process crash. Group commit is what keeps that fast.
     this.raw.pragma(`synchronous = ${cfg.synchronous}`);
     this.raw.pragma('foreign_keys = ON');
-    this.raw.pragma('busy_timeout = 5000');
+    // @NOTE No busy wait on the writer: better-sqlite3 would spin inside the event loop while
+    // another process (or instance) holds the write lock. Groups start with BEGIN IMMEDIATE and
+    // retry asynchronously instead (see begin()).
+    this.raw.pragma('busy_timeout = 0');
     this.raw.pragma('temp_store = MEMORY');
-    this.write = new Kysely<Schema>({ dialect: new SqliteDialect({ database: cachingDatabase(this.raw) }) });
+    this.write = new Kysely<Schema>({ dialect: new ImmediateSqliteDialect({ database: cachingDatabase(this.raw) }) });
     // An in-memory database exists only on its own connection, so it reads there too.
     this.rawReader = cfg.path === ':memory:' ? null : new BetterSqlite3(cfg.path);
     if (this.rawReader) {
@@ -157,7 +160,7 @@ export class SqliteDatabase extends Database {
   private async attempt(group: Job[], isolated: boolean): Promise<'done' | 'retry'> {
     let trx: ControlledTransaction<Schema>;
     try {
-      trx = await this.write.startTransaction().execute();
+      trx = await this.begin();
     } catch (err) {
       for (const job of group) job.reject(err);
       return 'done';
@@ -203,10 +206,37 @@ export class SqliteDatabase extends Database {
     return 'done';
   }
 
+  /** Takes the write lock (BEGIN IMMEDIATE), waiting without blocking while someone else holds it. */
+  private async begin(): Promise<ControlledTransaction<Schema>> {
+    const deadline = Date.now() + WRITE_LOCK_WAIT_MS;
+    for (let pause = 2; ; pause = Math.min(pause * 2, 50)) {
+      try {
+        return await this.write.startTransaction().execute();
+      } catch (err) {
+        if ((err as { code?: string }).code !== 'SQLITE_BUSY' || Date.now() > deadline) throw err;
+        await new Promise((r) => setTimeout(r, pause));
+      }
+    }
+  }
+
   override async close(): Promise<void> {
     while (this.running) await new Promise((r) => setTimeout(r, 5));
     if (this.db !== this.write) await this.db.destroy();
     await this.write.destroy();
+  }
+}
+
+/** How long a commit group waits for another process's write lock before failing (→ 503). */
+const WRITE_LOCK_WAIT_MS = 5000;
+
+/** Transactions take the write lock up front, so contention shows at BEGIN, before any work. */
+class ImmediateSqliteDialect extends SqliteDialect {
+  override createDriver(): Driver {
+    const driver = super.createDriver();
+    driver.beginTransaction = async (connection: DatabaseConnection) => {
+      await connection.executeQuery(CompiledQuery.raw('begin immediate'));
+    };
+    return driver;
   }
 }
 
@@ -277,6 +307,9 @@ export class PostgresDatabase extends Database {
     });
     // @NOTE Without this listener an idle client's error (e.g. the server restarting) crashes Node.
     pool.on('error', (err) => log.warn({ error: err.message }, 'idle database connection lost'));
+    // pg-pool removes its listener while a client is checked out: an error then (PostgreSQL
+    // restarting under load, 57P01) would be unhandled and end the process.
+    pool.on('connect', (client) => client.on('error', (err) => log.warn({ error: err.message }, 'database connection lost')));
     return new PostgresDatabase(pool, log, cfg.schema ?? 'public');
   }
 

@@ -68,6 +68,9 @@ COPY packages/protocol/src packages/protocol/src
 COPY packages/sdk/package.json packages/sdk/
 COPY packages/sdk/src packages/sdk/src
 COPY src ./src
+# The web client (served at /app when SERVE_APP=on; bundled in memory at start).
+COPY web/src ./web/src
+COPY web/public ./web/public
 
 USER 10001:10001
 VOLUME ["/var/lib/safechat"]

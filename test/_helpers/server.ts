@@ -54,7 +54,7 @@ export async function testServer(opts: TestServerOptions = {}): Promise<TestServ
   const dialect = opts.dialect ?? 'sqlite';
   if (dialect === 'postgres' && !PG_URL) throw new Error('TEST_DATABASE_URL is not set');
   const databaseUrl = dialect === 'postgres' ? PG_URL! : `sqlite:${opts.sqlitePath ?? ':memory:'}`;
-  const cfg = envToConfig({ LOG_LEVEL: 'silent', DATABASE_URL: databaseUrl, DATA_DIR: '/tmp/safechat-test-data', ...opts.env });
+  const cfg = envToConfig({ LOG_LEVEL: 'silent', DATABASE_URL: databaseUrl, DATA_DIR: '/tmp/safechat-test-data', SERVE_APP: 'off', ...opts.env });
   let pgSchema: string | undefined;
   if (cfg.db.kind === 'postgres') {
     pgSchema = opts.pgSchema ?? `t_${randomBytes(6).toString('hex')}`;

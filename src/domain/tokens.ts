@@ -34,6 +34,7 @@ const ACCESS_TYP = 'at+jwt';
 /** 256-bit opaque refresh tokens, base64url. */
 const REFRESH_SHAPE = /^[A-Za-z0-9_-]{43}$/;
 const CLOCK_TOLERANCE_SEC = 5;
+const VERIFIED_CACHE_SIZE = 10_000;
 const JWT_SHAPE = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
 
 function hashToken(token: string): string {
@@ -47,6 +48,7 @@ function hashToken(token: string): string {
  */
 export class TokenService {
   private sink: SessionSink | null = null;
+  private readonly verified = new Map<string, AccessClaims>();
 
   constructor(
     private readonly db: Database,
@@ -152,6 +154,23 @@ export class TokenService {
   private async verifyJwt(token: string): Promise<AccessClaims> {
     // One spelling per token: three unpadded base64url segments (no padding, no +/ alphabet).
     if (token.length > 4096 || !JWT_SHAPE.test(token)) throw new UnauthorizedError('invalid access token');
+    // A token whose signature was already checked is not checked again (WebCrypto HMAC costs more
+    // than the rest of a request); expiry is, and the login is checked by the caller every time.
+    const cached = this.verified.get(token);
+    if (cached) {
+      if (cached.exp + CLOCK_TOLERANCE_SEC <= Math.floor(this.clock.now() / 1000)) {
+        this.verified.delete(token);
+        throw new UnauthorizedError('access token expired');
+      }
+      return cached;
+    }
+    const claims = await this.verifySignature(token);
+    if (this.verified.size >= VERIFIED_CACHE_SIZE) this.verified.delete(this.verified.keys().next().value!);
+    this.verified.set(token, claims);
+    return claims;
+  }
+
+  private async verifySignature(token: string): Promise<AccessClaims> {
     try {
       const nowSec = Math.floor(this.clock.now() / 1000);
       const { payload } = await jwtVerify(token, this.secret, {

@@ -5,7 +5,7 @@ import { CompiledQuery, Kysely, Migrator, PostgresDialect, sql, SqliteDialect, t
 import pg from 'pg';
 import type { Logger } from 'pino';
 import type { DatabaseConfig } from '../config/config.js';
-import { isConnectionError, isRetryableTxError, type DialectName } from './dialect.js';
+import { isConnectionError, isRetryableTxError, OverloadedError, type DialectName } from './dialect.js';
 import { migrations } from './migrations/index.js';
 import { CtxMigrationProvider } from './migrations/provider.js';
 import type { Schema } from './schema.js';
@@ -82,7 +82,9 @@ interface Job {
 }
 
 /** Up to this many units of work share one commit (one fsync). */
-const MAX_GROUP = 512;
+const MAX_GROUP = 256;
+/** Units waiting for a commit group before new ones are refused (503). */
+const MAX_QUEUED = 10_000;
 
 /**
  * SQLite: one connection, WAL. Transactions are **group-committed**: every unit of work that
@@ -129,6 +131,8 @@ export class SqliteDatabase extends Database {
   }
 
   transaction<T>(fn: (tx: Tx) => Promise<T>): Promise<T> {
+    // Bounded: past this, callers get 503 instead of the queue (and memory) growing without end.
+    if (this.queue.length >= MAX_QUEUED) return Promise.reject(new OverloadedError());
     return new Promise<T>((resolve, reject) => {
       this.queue.push({ fn, resolve: resolve as (v: unknown) => void, reject });
       if (!this.running) {
@@ -141,7 +145,12 @@ export class SqliteDatabase extends Database {
 
   private async drain(): Promise<void> {
     try {
-      while (this.queue.length > 0) await this.runGroup(this.queue.splice(0, MAX_GROUP));
+      while (this.queue.length > 0) {
+        await this.runGroup(this.queue.splice(0, MAX_GROUP));
+        // better-sqlite3 is synchronous and its promises resolve at once: without a macrotask
+        // turn here, a long queue would be drained without the event loop serving any I/O.
+        await new Promise((r) => setImmediate(r));
+      }
     } finally {
       this.running = false;
     }
@@ -299,8 +308,9 @@ export class PostgresDatabase extends Database {
     const pool = new pg.Pool({
       connectionString: cfg.url,
       max: cfg.poolSize,
-      // Fail fast when the database is away: the request gets 503 instead of hanging.
-      connectionTimeoutMillis: 3000,
+      // Fail fast when the database is away (503 instead of a hang); a refused connection fails at
+      // once, this bounds the wait for a free client under load.
+      connectionTimeoutMillis: 5000,
       idleTimeoutMillis: 30_000,
       statement_timeout: 15_000,
       ...(cfg.schema !== undefined ? { options: `-c search_path=${cfg.schema}` } : {}),

@@ -33,11 +33,21 @@ export function isRetryableTxError(err: unknown): boolean {
   return code === '40001' || code === '40P01';
 }
 
-/** Connection-level failures: the database is unreachable, so the request gets 503. */
+/** The database cannot take more work right now (its write queue is full). */
+export class OverloadedError extends Error {
+  override name = 'OverloadedError';
+  readonly code = 'SAFECHAT_OVERLOADED';
+  constructor() {
+    super('database write queue is full');
+  }
+}
+
+/** Connection-level failures and overload: the database cannot serve now, so the request gets 503. */
 export function isConnectionError(err: unknown): boolean {
   const e = err as DriverError | null;
   const code = e?.code;
   if (typeof code === 'string') {
+    if (code === 'SAFECHAT_OVERLOADED') return true;
     if (['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH'].includes(code)) return true;
     // 57P01 admin shutdown, 57P02 crash shutdown, 57P03 cannot connect now, 08xxx connection exceptions, 53300 too many connections.
     if (code.startsWith('08') || code === '57P01' || code === '57P02' || code === '57P03' || code === '53300') return true;

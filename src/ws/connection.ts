@@ -77,6 +77,7 @@ export class Connection {
   private badFrames = 0;
   private throttled = 0;
   private sends = 0;
+  private readonly lanes = new Map<string, Promise<void>>();
   /** The URL's `?since=` of a socket that authenticates by frame: used when the auth frame has none; a different one is refused. */
   private urlSince: string | undefined;
   /** Frames that arrived after authentication began and before `ready`, in order; null once ready. */
@@ -164,7 +165,7 @@ export class Connection {
       case 'ping':
         return this.send(frame({ type: 'pong' }));
       case 'message.send':
-        void this.onSend(f.requestId, f.data);
+        this.onSend(f.requestId, f.data);
         return;
     }
   }
@@ -192,11 +193,26 @@ export class Connection {
     this.armExpiry(claims.exp);
   }
 
-  private async onSend(requestId: string, body: SendMessageBody): Promise<void> {
+  /**
+   * Sends on one socket to one conversation are stored in the order they arrive (one lane per
+   * chatId / receiverId): on PostgreSQL concurrent transactions would otherwise commit, and take
+   * their `seq`, in any order. Different conversations still proceed in parallel.
+   */
+  private onSend(requestId: string, body: SendMessageBody): void {
     if (this.sends >= SOCKET_LIMITS.maxConcurrentSends) {
       return this.send(errorFrame('rate_limited', 'too many sends in flight', requestId, { retryAfter: 1 }));
     }
     this.sends++;
+    const lane = body.chatId ?? `to:${body.receiverId}`;
+    const run = (this.lanes.get(lane) ?? Promise.resolve()).then(() => this.sendOne(requestId, body));
+    this.lanes.set(lane, run);
+    void run.finally(() => {
+      if (this.lanes.get(lane) === run) this.lanes.delete(lane);
+      this.sends--;
+    });
+  }
+
+  private async sendOne(requestId: string, body: SendMessageBody): Promise<void> {
     try {
       const { message } = await this.deps.messages.send(this.userId!, body);
       this.send(`{"type":"message.sent","requestId":${JSON.stringify(requestId)},"data":${messageJson(message)}}`);
@@ -204,10 +220,9 @@ export class Connection {
       const e = err instanceof AppError ? err : isConnectionError(err) ? new AppError('unavailable', 'service temporarily unavailable, retry later') : null;
       if (!e) this.deps.log.error({ err, connId: this.id }, 'message.send failed');
       this.send(e ? errorFrame(e.code, e.message, requestId, e.details) : errorFrame('internal_error', 'internal error', requestId));
-    } finally {
-      this.sends--;
     }
   }
+
 
   // ---- outbound ----
 

@@ -8,6 +8,7 @@ import type { DatabaseConfig } from '../config/config.js';
 import { isConnectionError, isRetryableTxError, OverloadedError, type DialectName } from './dialect.js';
 import { migrations } from './migrations/index.js';
 import { CtxMigrationProvider } from './migrations/provider.js';
+import { bindSyncConnection } from './prepared.js';
 import type { Schema } from './schema.js';
 
 /** A unit of work inside a transaction. `onCommit` hooks run only after the commit is durable. */
@@ -97,6 +98,7 @@ export class SqliteDatabase extends Database {
   /** Reads outside transactions use their own connection: they see committed data and never wait for a commit group. */
   readonly db: Kysely<Schema>;
   private readonly write: Kysely<Schema>;
+  private readonly writeConnection: ReturnType<typeof cachingDatabase>;
   private readonly raw: BetterSqlite3.Database;
   private readonly rawReader: BetterSqlite3.Database | null;
   private queue: Job[] = [];
@@ -116,14 +118,17 @@ export class SqliteDatabase extends Database {
     // retry asynchronously instead (see begin()).
     this.raw.pragma('busy_timeout = 0');
     this.raw.pragma('temp_store = MEMORY');
-    this.write = new Kysely<Schema>({ dialect: new ImmediateSqliteDialect({ database: cachingDatabase(this.raw) }) });
+    this.writeConnection = cachingDatabase(this.raw);
+    this.write = new Kysely<Schema>({ dialect: new ImmediateSqliteDialect({ database: this.writeConnection }) });
     // An in-memory database exists only on its own connection, so it reads there too.
     this.rawReader = cfg.path === ':memory:' ? null : new BetterSqlite3(cfg.path);
     if (this.rawReader) {
       this.rawReader.pragma('busy_timeout = 5000');
       this.rawReader.pragma('query_only = ON');
     }
-    this.db = this.rawReader ? new Kysely<Schema>({ dialect: new SqliteDialect({ database: cachingDatabase(this.rawReader) }) }) : this.write;
+    const readConnection = this.rawReader ? cachingDatabase(this.rawReader) : this.writeConnection;
+    this.db = this.rawReader ? new Kysely<Schema>({ dialect: new SqliteDialect({ database: readConnection }) }) : this.write;
+    bindSyncConnection(this.db, readConnection);
   }
 
   protected override get writer(): Kysely<Schema> {
@@ -170,6 +175,7 @@ export class SqliteDatabase extends Database {
     let trx: ControlledTransaction<Schema>;
     try {
       trx = await this.begin();
+      bindSyncConnection(trx, this.writeConnection);
     } catch (err) {
       for (const job of group) job.reject(err);
       return 'done';

@@ -15,6 +15,22 @@ interface Template {
   slots: Slot[];
 }
 
+/** A synchronous SQLite connection behind a Kysely handle (better-sqlite3's prepare, cached). */
+export interface SyncConnection {
+  prepare(sql: string): { reader: boolean; all(params: unknown[]): unknown[]; run(params: unknown[]): unknown };
+}
+
+const syncConnections = new WeakMap<object, SyncConnection>();
+
+/**
+ * Marks a Kysely handle (a SQLite transaction, or the reader) as backed by a synchronous
+ * connection: prepared queries on it run on that connection directly, skipping Kysely's
+ * asynchronous executor — the same SQL, a fraction of the cost.
+ */
+export function bindSyncConnection(handle: object, connection: SyncConnection): void {
+  syncConnections.set(handle, connection);
+}
+
 /** A query compiled once per dialect with named parameters, then executed with values. */
 export class Prepared<Args extends Record<string, unknown>, Row> {
   private readonly templates = new Map<string, Template>();
@@ -38,6 +54,13 @@ export class Prepared<Args extends Record<string, unknown>, Row> {
   execute(db: Kysely<Schema>, args: Args): Promise<QueryResult<Row>> {
     const t = this.template(db);
     const params = t.slots.map((s) => ('name' in s ? args[s.name] : s.value));
+    const sync = syncConnections.get(db);
+    if (sync) {
+      const stmt = sync.prepare(t.sql);
+      if (stmt.reader) return Promise.resolve({ rows: stmt.all(params) as Row[] });
+      stmt.run(params);
+      return Promise.resolve({ rows: [] });
+    }
     return db.executeQuery<Row>(CompiledQuery.raw(t.sql, params));
   }
 

@@ -16,6 +16,7 @@ import { uuidv7 } from '../util/ids.js';
 import { toChat } from './wire.js';
 
 const CHAT_NOT_FOUND = 'chat not found';
+const DIRECT_CHAT_CACHE = 100_000;
 
 export function directKey(a: string, b: string): string {
   return a < b ? `${a}:${b}` : `${b}:${a}`;
@@ -23,6 +24,8 @@ export function directKey(a: string, b: string): string {
 
 /** A chat as its members see it. Non-members get the same 404 as for a chat that does not exist. */
 export class ChatService {
+  private readonly directChats = new Map<string, string>();
+
   constructor(
     private readonly db: Database,
     private readonly clock: Clock,
@@ -46,13 +49,20 @@ export class ChatService {
   /** The one-to-one chat of a pair, made on first use; the unique key settles concurrent creations. */
   async findOrCreateDirect(a: string, b: string): Promise<{ chatId: string; created: boolean }> {
     const key = directKey(a, b);
+    // A pair's chat never changes once made (chats are not deleted), so it is safe to remember.
+    const known = this.directChats.get(key);
+    if (known) return { chatId: known, created: false };
     const existing = await findChatByDirectKey(this.db.db, key);
-    if (existing) return { chatId: existing.id, created: false };
+    if (existing) {
+      this.remember(key, existing.id);
+      return { chatId: existing.id, created: false };
+    }
     await this.requireUsers([b]);
     const now = this.clock.now();
     const id = uuidv7(now);
     try {
       await this.db.transaction((tx) => insertChat(tx.db, newChatRow(id, 'direct', key, a, now), [a, b]));
+      this.remember(key, id);
       return { chatId: id, created: true };
     } catch (err) {
       if (!isUniqueViolation(err, 'chats_direct_key_key')) throw err;
@@ -60,6 +70,11 @@ export class ChatService {
       if (!winner) throw err;
       return { chatId: winner.id, created: false };
     }
+  }
+
+  private remember(key: string, chatId: string): void {
+    if (this.directChats.size >= DIRECT_CHAT_CACHE) this.directChats.delete(this.directChats.keys().next().value!);
+    this.directChats.set(key, chatId);
   }
 
   private async requireUsers(ids: string[]): Promise<void> {

@@ -1,7 +1,7 @@
 import { base64ByteLength, type Message, type MessagePage, type MessagePageQuery, type SendMessageBody } from '@safechat/protocol';
 import { ConflictError, ForbiddenError, NotFoundError, PayloadTooLargeError, ValidationError } from '../errors.js';
 import type { RateLimiter } from '../limits/limiter.js';
-import { isUniqueViolation } from '../storage/dialect.js';
+import { isForeignKeyViolation, isUniqueViolation } from '../storage/dialect.js';
 import type { Database } from '../storage/db.js';
 import { advanceChat, changeUnread } from '../storage/repositories/chats.js';
 import {
@@ -97,6 +97,8 @@ export class MessageService {
         const winner = await findMessageByClientId(db.db, senderId, body.clientMessageId);
         if (winner) return { message: toMessage(winner), created: false };
       }
+      // The receiver's account was deleted between routing and storing.
+      if (isForeignKeyViolation(err)) throw new NotFoundError('receiver not found');
       throw err;
     }
   }
@@ -116,6 +118,7 @@ export class MessageService {
       return { chatId: body.chatId, receiverId: body.receiverId };
     }
     const others = members.filter((id) => id !== senderId);
+    if (others.length === 0) throw new NotFoundError('receiver not found');
     if (others.length !== 1) throw new ValidationError('receiverId is required in a group chat', [{ path: ['receiverId'] }]);
     return { chatId: body.chatId, receiverId: others[0]! };
   }

@@ -27,6 +27,12 @@ const CONSTRAINT_COLUMNS: Record<string, string> = {
   messages_sender_client_id_key: 'messages.sender_id, messages.client_message_id',
 };
 
+/** A row refers to one that does not exist (e.g. a user deleted meanwhile). */
+export function isForeignKeyViolation(err: unknown): boolean {
+  const code = (err as DriverError | null)?.code;
+  return code === '23503' || code === 'SQLITE_CONSTRAINT_FOREIGNKEY';
+}
+
 /** Serialization failures and deadlocks on PostgreSQL: the transaction may simply be retried. */
 export function isRetryableTxError(err: unknown): boolean {
   const code = (err as DriverError | null)?.code;

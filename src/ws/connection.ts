@@ -77,6 +77,7 @@ export class Connection {
   private badFrames = 0;
   private throttled = 0;
   private sends = 0;
+  private corked = false;
   private readonly lanes = new Map<string, Promise<void>>();
   /** The URL's `?since=` of a socket that authenticates by frame: used when the auth frame has none; a different one is refused. */
   private urlSince: string | undefined;
@@ -358,7 +359,26 @@ export class Connection {
   }
 
   private send(text: string): void {
-    if (this.socket.readyState === this.socket.OPEN) this.socket.send(text);
+    if (this.socket.readyState !== this.socket.OPEN) return;
+    this.cork();
+    this.socket.send(text);
+  }
+
+  /**
+   * Frames written in one turn of the event loop (a commit group's events, a replay page) leave
+   * in one write: the TCP socket is corked until the pending callbacks have run. `ws` corks and
+   * uncorks around each frame; Node counts corks, so ours holds them all.
+   */
+  private cork(): void {
+    if (this.corked) return;
+    const tcp = (this.socket as unknown as { _socket?: import('node:net').Socket })._socket;
+    if (!tcp) return;
+    this.corked = true;
+    tcp.cork();
+    process.nextTick(() => {
+      this.corked = false;
+      tcp.uncork();
+    });
   }
 
   // ---- lifecycle ----

@@ -224,3 +224,18 @@ describeEachDialect('messages', (dialect) => {
     expect((await api.put(`/messages/${toY.id}/status`, { status: 'read' }, z.token)).status).toBe(404);
   });
 });
+
+describeEachDialect('messages to a deleted account', (dialect) => {
+  it('sending to someone whose account is gone answers 404, by receiverId or chatId', async () => {
+    const s = await testServer({ dialect });
+    const api = new Api(s.app);
+    const [a, b] = await Promise.all([api.register(), api.register()]);
+    const first = await api.send(a, { receiverId: b.id });
+    expect((await api.request('DELETE', '/users/me', { token: b.token, body: { password: b.password } })).status).toBe(204);
+    const byReceiver = await api.post('/messages', { receiverId: b.id, ...envelope() }, a.token);
+    expect(byReceiver.status).toBe(404);
+    const byChat = await api.post('/messages', { chatId: first.chatId, ...envelope() }, a.token);
+    expect(byChat.status).toBe(404);
+    await s.close();
+  });
+});

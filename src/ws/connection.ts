@@ -1,3 +1,4 @@
+import type { Socket } from 'node:net';
 import { randomUUID } from 'node:crypto';
 import { CLOSE, type ClientFrame, type SendMessageBody } from '@safechat/protocol';
 import type { Logger } from 'pino';
@@ -371,7 +372,7 @@ export class Connection {
    */
   private cork(): void {
     if (this.corked) return;
-    const tcp = (this.socket as unknown as { _socket?: import('node:net').Socket })._socket;
+    const tcp = (this.socket as unknown as { _socket?: Socket })._socket;
     if (!tcp) return;
     this.corked = true;
     tcp.cork();

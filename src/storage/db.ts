@@ -83,7 +83,7 @@ interface Job {
 }
 
 /** Up to this many units of work share one commit (one fsync). */
-const MAX_GROUP = 256;
+const MAX_GROUP = 1024;
 /** Units waiting for a commit group before new ones are refused (503). */
 const MAX_QUEUED = 10_000;
 

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { base64ByteLength } from '@safechat/protocol';
 import type pino from 'pino';
 import { ARGON2_MAX_IN_FLIGHT, type ServerConfig } from './config/config.js';
 import type { ServerSecrets } from './config/secrets.js';
@@ -92,7 +93,7 @@ export class AppContext {
     const redis = overrides.pubsub === undefined && cfg.redisUrl ? await RedisPubSub.connect(cfg.redisUrl, log.pubsub) : null;
     const pubsub = overrides.pubsub !== undefined ? overrides.pubsub : redis;
     const limiterStore = overrides.limiterStore ?? (redis ? new RedisLimiterStore(redis.pub, log.root) : new MemoryLimiterStore());
-    const limiter = new RateLimiter(limiterStore, clock, cfg.rateLimits);
+    const limiter = new RateLimiter(limiterStore, clock, cfg.rateLimits, (limit) => telemetry.rateLimited.inc({ limit }));
     const hub = new Hub({ pubsub, instanceId, telemetry, log: log.ws, maxSocketsPerUser: cfg.rateLimits ? CAPS.socketsPerUser : Number.MAX_SAFE_INTEGER });
 
     const tokens = new TokenService(db, cfg.auth, secrets.jwtSecret, clock, log.auth, limiter);
@@ -106,7 +107,13 @@ export class AppContext {
       limiter,
       clock,
       maxCiphertextBytes: cfg.messages.maxCiphertextBytes,
-      hooks: { stored: (m) => (telemetry.messagesStored.inc(), telemetry.messageBytes.inc(m.encryptedContent.length * 0.75)) },
+      hooks: {
+        stored: (m) => {
+          telemetry.messagesStored.inc();
+          telemetry.messageBytes.inc(base64ByteLength(m.encryptedContent));
+        },
+        statusChanged: (status) => telemetry.statusUpdates.inc({ status }),
+      },
     });
     const services = {
       tokens,

@@ -41,7 +41,8 @@ export class Telemetry {
   });
   readonly rateLimited = new Counter({
     name: 'safechat_rate_limited_total',
-    help: 'Requests or frames refused by a rate limit',
+    help: 'Requests or frames refused by a rate limit, by limit',
+    labelNames: ['limit'] as const,
     registers: [this.registry],
   });
 

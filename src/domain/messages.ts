@@ -12,8 +12,7 @@ import {
   pageMessages,
   type MessageRow,
 } from '../storage/repositories/messages.js';
-import type { Clock } from '../util/clock.js';
-import { iso } from '../util/clock.js';
+import { iso, type Clock } from '../util/clock.js';
 import { uuidv7 } from '../util/ids.js';
 import type { ChatService } from './chats.js';
 import type { Mailbox } from './mailbox.js';
@@ -28,8 +27,10 @@ export interface SendResult {
   created: boolean;
 }
 
+/** Told what happened, after the commit (metrics). */
 export interface MessageHooks {
   stored?(message: Message): void;
+  statusChanged?(status: 'delivered' | 'read'): void;
 }
 
 /**
@@ -152,7 +153,10 @@ export class MessageService {
       await mailbox.append(tx, row.sender_id, 'message.status', { messageId, chatId: row.chat_id, status, updatedAt: iso(now) });
       return row;
     });
-    if (updated) return toMessage(updated);
+    if (updated) {
+      this.deps.hooks?.statusChanged?.(status);
+      return toMessage(updated);
+    }
     // Not behind: either already there (idempotent) or further along (going back is refused).
     const latest = (await findMessageById(db.db, messageId))!;
     if (STATUS_RANK[latest.status] > STATUS_RANK[status]) {

@@ -22,12 +22,16 @@ export class RateLimiter {
     private readonly store: LimiterStore,
     private readonly clock: Clock,
     readonly enabled: boolean,
+    private readonly onLimited: (name: LimitName) => void = () => undefined,
   ) {}
 
   /** Takes `cost` tokens or throws 429 with Retry-After. */
   async consume(name: LimitName, key: string, cost = 1): Promise<void> {
     const wait = await this.take(name, key, cost);
-    if (wait > 0) throw new RateLimitedError(wait);
+    if (wait > 0) {
+      this.onLimited(name);
+      throw new RateLimitedError(wait);
+    }
   }
 
   /** Throws 429 if the bucket is empty, without taking anything. */

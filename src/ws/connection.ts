@@ -135,7 +135,7 @@ export class Connection {
       const [next, wait] = takeFromBucket(this.bucket, 1, burst, perSec, this.deps.clock.now());
       this.bucket = next;
       if (wait > 0) {
-        this.deps.telemetry.rateLimited.inc();
+        this.deps.telemetry.rateLimited.inc({ limit: 'wsFramesPerSocket' });
         if (++this.throttled > SOCKET_LIMITS.maxThrottledFrames) return this.close(CLOSE.policyViolation, 'too many frames');
         // The dropped frame may be a message.send: echo its requestId so the client can retry it.
         const requestId = salvageRequestId(data.subarray(0, 4096).toString('utf8'));

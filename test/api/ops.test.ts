@@ -50,3 +50,14 @@ it('GET /docs serves the browsable documentation without outside assets', async 
   expect(res.body).toMatch(/swagger/i);
   expect(res.body).not.toMatch(/https?:\/\/(cdn|unpkg)/);
 });
+
+it('GET /metrics counts refusals by limit and status changes by status', async () => {
+  const a = await api.register();
+  const b = await api.register();
+  const m = await api.send(a, { receiverId: b.id });
+  await api.put(`/messages/${m.id}/status`, { status: 'read' }, b.token);
+  for (let i = 0; i < 6; i++) await api.post('/auth/login', { username: 'nobody_metrics', password: 'wrong-password-1' });
+  const text = (await api.get('/metrics')).text;
+  expect(text).toMatch(/safechat_message_status_updates_total\{status="read"\} 1/);
+  expect(text).toMatch(/safechat_rate_limited_total\{limit="loginFailuresPerAccount"\} 1/);
+});

@@ -46,7 +46,7 @@ export class Api {
     else if (opts.body !== undefined) payload = JSON.stringify(opts.body);
     if (payload !== undefined && headers['content-type'] === undefined) headers['content-type'] = 'application/json';
     const res = await this.app.inject({ method: method as 'GET', url, headers, payload, remoteAddress: this.ip });
-    let body: any = undefined;
+    let body: any;
     try {
       body = res.body === '' ? undefined : JSON.parse(res.body);
     } catch {

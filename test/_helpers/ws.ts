@@ -9,7 +9,7 @@ export interface Frame {
   type: string;
   cursor?: string;
   requestId?: string;
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- a frame's data is whatever the server sent; tests assert its shape
+   
   data?: any;
   error?: { code: string; message: string; details?: unknown };
 }

@@ -19,7 +19,7 @@ import { afterEach, beforeEach } from 'vitest';
 import WebSocket from 'ws';
 
 /** Response bodies and frames are whatever the server sent; the checks assert their shape. */
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
+ 
 export type Json = any;
 
 export const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));

@@ -1,5 +1,5 @@
 /** Errors of the client layer (HTTP, WebSocket, high-level client). */
-import type { ErrorCode } from '@safechat/protocol';
+import { ERROR_STATUS, type ErrorCode } from '@safechat/protocol/codes';
 
 /**
  * Codes an {@link ApiError} can carry: the server's closed list, plus four the client produces
@@ -9,25 +9,10 @@ import type { ErrorCode } from '@safechat/protocol';
  */
 export type ApiErrorCode = ErrorCode | 'network_error' | 'timeout' | 'not_connected' | 'invalid_response';
 
-/** The HTTP status of each server error code (the same table as `@safechat/protocol`'s ERROR_STATUS). */
-const STATUS_OF = {
-  validation_error: 400,
-  unauthorized: 401,
-  forbidden: 403,
-  not_found: 404,
-  method_not_allowed: 405,
-  conflict: 409,
-  payload_too_large: 413,
-  unsupported_media_type: 415,
-  rate_limited: 429,
-  internal_error: 500,
-  unavailable: 503,
-} as const satisfies Record<ErrorCode, number>;
-
-const CODE_OF_STATUS: Record<number, ErrorCode> = Object.fromEntries(Object.entries(STATUS_OF).map(([c, s]) => [s, c as ErrorCode]));
+const CODE_OF_STATUS: Record<number, ErrorCode> = Object.fromEntries(Object.entries(ERROR_STATUS).map(([c, s]) => [s, c as ErrorCode]));
 
 export function statusOfCode(code: ApiErrorCode): number {
-  return (STATUS_OF as Record<string, number>)[code] ?? 0;
+  return (ERROR_STATUS as Record<string, number>)[code] ?? 0;
 }
 
 export function codeOfStatus(status: number): ErrorCode {

@@ -82,10 +82,6 @@ export class UnavailableError extends AppError {
 const INTERNAL: ErrorBody = { error: { code: 'internal_error', message: 'internal error' } };
 
 /** Anything that is not an AppError is a bug: answered generically, never described. */
-export function toAppError(err: unknown): AppError | null {
-  return err instanceof AppError ? err : null;
-}
-
 export function internalErrorBody(): ErrorBody {
   return INTERNAL;
 }

@@ -1,6 +1,6 @@
 import type { EventDataByType, EventFrame, EventType, Message } from '@safechat/protocol';
 import type { Database, Tx } from '../storage/db.js';
-import { insertEvent, mailboxHead, nextEventSeq, readEventsAfter } from '../storage/repositories/events.js';
+import { insertEvent, mailboxHead, nextEventSeq, readLogAfter } from '../storage/repositories/events.js';
 import type { Clock } from '../util/clock.js';
 import { messageJson, toMessage } from './wire.js';
 
@@ -39,19 +39,24 @@ export class Mailbox {
     this.sink = sink;
   }
 
-  async append<T extends EventType>(tx: Tx, userId: string, type: T, data: EventDataByType[T]): Promise<void> {
-    const seq = await nextEventSeq(tx.db, userId);
-    // message.new refers to its message row (stored once); other events carry their data.
-    const isMessage = type === 'message.new';
-    await insertEvent(tx.db, {
-      user_id: userId,
-      seq,
-      type,
-      message_id: isMessage ? (data as EventDataByType['message.new']).id : null,
-      data: isMessage ? null : JSON.stringify(data),
-      created_at: this.clock.now(),
-    });
-    const event = eventFrame(type, seq, data);
+  /**
+   * Appends an event other than message.new. A message.new is its message row: the sender takes a
+   * seq with `reserve`, stores it on the row, and announces it with `announce`.
+   */
+  async append<T extends Exclude<EventType, 'message.new'>>(tx: Tx, userId: string, type: T, data: EventDataByType[T]): Promise<void> {
+    const seq = await this.reserve(tx, userId);
+    if (seq === undefined) throw new Error('mailbox missing');
+    await insertEvent(tx.db, { user_id: userId, seq, type, data: JSON.stringify(data), created_at: this.clock.now() });
+    this.announce(tx, userId, eventFrame(type, seq, data));
+  }
+
+  /** The user's next log position, taken inside the transaction that writes the entry; undefined if the account is gone. */
+  reserve(tx: Tx, userId: string): Promise<number | undefined> {
+    return nextEventSeq(tx.db, userId);
+  }
+
+  /** Feeds live sockets once the transaction has committed. */
+  announce(tx: Tx, userId: string, event: StoredEvent): void {
     tx.onCommit(() => this.sink?.eventsCommitted(userId, [event]));
   }
 
@@ -59,18 +64,13 @@ export class Mailbox {
     return mailboxHead(this.db.db, userId);
   }
 
+  /** The log after `afterSeq` in order (a gap is an entry deleted with its account). */
   async readAfter(userId: string, afterSeq: number, limit: number): Promise<StoredEvent[]> {
-    const rows = await readEventsAfter(this.db.db, userId, afterSeq, limit);
-    const out: StoredEvent[] = [];
-    for (const r of rows) {
-      if (r.type === 'message.new') {
-        // The message row is gone only if its account was deleted: skip, the cursor still advances.
-        if (r.message) out.push(eventFrame('message.new', r.seq, toMessage(r.message)));
-        else out.push({ seq: r.seq, frame: '' });
-      } else {
-        out.push(eventFrame(r.type as Exclude<EventType, 'message.new'>, r.seq, JSON.parse(r.data ?? 'null') as never));
-      }
-    }
-    return out;
+    const entries = await readLogAfter(this.db.db, userId, afterSeq, limit);
+    return entries.map((r) =>
+      r.message
+        ? eventFrame('message.new', r.seq, toMessage(r.message))
+        : eventFrame(r.type as Exclude<EventType, 'message.new'>, r.seq, JSON.parse(r.data ?? 'null') as never),
+    );
   }
 }

@@ -15,7 +15,7 @@ import {
 import { iso, type Clock } from '../util/clock.js';
 import { uuidv7 } from '../util/ids.js';
 import type { ChatService } from './chats.js';
-import type { Mailbox } from './mailbox.js';
+import { eventFrame, type Mailbox } from './mailbox.js';
 import { toMessage } from './wire.js';
 
 const STATUS_RANK = { sent: 0, delivered: 1, read: 2 } as const;
@@ -80,14 +80,19 @@ export class MessageService {
       created_at: now,
       delivered_at: null,
       read_at: null,
+      receiver_seq: null,
     };
     try {
       const message = await db.transaction(async (tx) => {
         row.seq = await advanceChat(tx.db, chatId, row.id, now, body.type === 'key_exchange');
+        // The row is the receiver's message.new event: it carries its place in their log.
+        const logSeq = await mailbox.reserve(tx, receiverId);
+        if (logSeq === undefined) throw new NotFoundError('receiver not found');
+        row.receiver_seq = logSeq;
         await insertMessage(tx.db, row);
         await changeUnread(tx.db, chatId, receiverId, 1);
         const m = toMessage(row);
-        await mailbox.append(tx, receiverId, 'message.new', m);
+        mailbox.announce(tx, receiverId, eventFrame('message.new', logSeq, m));
         return m;
       });
       this.deps.hooks?.stored?.(message);

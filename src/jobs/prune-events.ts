@@ -1,15 +1,16 @@
 import type { Logger } from 'pino';
 import type { Database } from '../storage/db.js';
-import { expiredEventHeads, pruneEvents } from '../storage/repositories/events.js';
+import { expiredLogHeads, pruneLog } from '../storage/repositories/events.js';
 import type { Clock } from '../util/clock.js';
 
 const DAY_MS = 86_400_000;
 const USERS_PER_BATCH = 200;
 
 /**
- * Deletes events older than the retention period (≥ 30 days) and records, per user, the last seq
- * removed; a client resuming from before it gets a `resync` instead of silent loss. Runs hourly on
- * every instance (it is idempotent) and once at start.
+ * Takes log entries older than the retention period (≥ 30 days) out of replay (events are
+ * deleted; messages stay as history) and records, per user, the last seq removed; a client
+ * resuming from before it gets a `resync` instead of silent loss. Runs hourly on every instance
+ * (it is idempotent) and once at start.
  */
 export class PruneEventsJob {
   private timer: NodeJS.Timeout | null = null;
@@ -26,7 +27,7 @@ export class PruneEventsJob {
     setImmediate(run);
   }
 
-  /** One pass; returns how many events were deleted. */
+  /** One pass; returns how many log entries left the log. */
   runOnce(): Promise<number> {
     this.running ??= this.pass().finally(() => (this.running = null));
     return this.running;
@@ -37,11 +38,11 @@ export class PruneEventsJob {
     const cutoff = clock.now() - retentionDays * DAY_MS;
     let deleted = 0;
     for (;;) {
-      const heads = await expiredEventHeads(db.db, cutoff, USERS_PER_BATCH);
+      const heads = await expiredLogHeads(db.db, cutoff, USERS_PER_BATCH);
       if (heads.length === 0) break;
       deleted += await db.transaction(async (tx) => {
         let n = 0;
-        for (const h of heads) n += await pruneEvents(tx.db, h.user_id, h.max_seq);
+        for (const h of heads) n += await pruneLog(tx.db, h.user_id, h.max_seq);
         return n;
       });
       if (heads.length < USERS_PER_BATCH) break;

@@ -67,6 +67,8 @@ export interface MessagesTable {
   created_at: number;
   delivered_at: number | null;
   read_at: number | null;
+  /** Its message.new event's seq in the receiver's log (null once pruned): the message row is the event. */
+  receiver_seq: number | null;
 }
 
 export interface MailboxesTable {
@@ -79,9 +81,8 @@ export interface MailboxesTable {
 export interface EventsTable {
   user_id: string;
   seq: number;
+  /** Every type but message.new, which lives in messages (receiver_seq). */
   type: string;
-  /** For message.new: the message, joined at read time so ciphertext is stored once. */
-  message_id: string | null;
   data: string | null;
   created_at: number;
 }

@@ -1,9 +1,10 @@
-import type { Kysely, Selectable } from 'kysely';
+import { sql, type Kysely, type Selectable } from 'kysely';
 import { prepared } from '../prepared.js';
 import type { EventsTable, MessagesTable, Schema } from '../schema.js';
 
 export type EventRow = Selectable<EventsTable>;
-export type EventWithMessage = EventRow & { message: Selectable<MessagesTable> | null };
+/** A log entry: an event, or (type message.new) a message. */
+export type LogEntry = { seq: number; type: string; data: string | null; message: Selectable<MessagesTable> | null };
 
 /** Allocates the user's next event sequence number; the row lock orders concurrent appenders. */
 const nextSeqQ = prepared<{ userId: string }, { last_seq: number }>((db, arg) =>
@@ -18,16 +19,42 @@ const insertQ = prepared<EventRow, never>((db, arg) =>
     user_id: arg('user_id'),
     seq: arg('seq'),
     type: arg('type'),
-    message_id: arg('message_id'),
     data: arg('data'),
     created_at: arg('created_at'),
   }),
 );
+const MESSAGE_COLUMNS = [
+  'id', 'chat_id', 'seq', 'sender_id', 'receiver_id', 'encrypted_content', 'iv', 'mac', 'type', 'status',
+  'client_message_id', 'created_at', 'delivered_at', 'read_at', 'receiver_seq',
+] as const;
 
-export async function nextEventSeq(db: Kysely<Schema>, userId: string): Promise<number> {
+/**
+ * One query, so both halves of the log come from one snapshot: two queries could see a later
+ * commit's message without its earlier event, and the cursor would move past that event.
+ */
+const logAfterQ = prepared<{ userId: string; afterSeq: number; limit: number }, Record<string, unknown>>((db, arg) =>
+  db
+    .selectFrom('events')
+    .select(['seq as log_seq', 'type as log_type', 'data as log_data'])
+    .select(MESSAGE_COLUMNS.map((c) => sql<null>`null`.as(`m_${c}`)))
+    .where('user_id', '=', arg('userId'))
+    .where('seq', '>', arg('afterSeq'))
+    .unionAll(
+      db
+        .selectFrom('messages')
+        .select(['receiver_seq as log_seq', sql<string>`'message.new'`.as('log_type'), sql<null>`null`.as('log_data')])
+        .select(MESSAGE_COLUMNS.map((c) => `${c} as m_${c}` as const))
+        .where('receiver_id', '=', arg('userId'))
+        .where('receiver_seq', '>', arg('afterSeq')) as never,
+    )
+    .orderBy('log_seq', 'asc')
+    .limit(arg('limit')),
+);
+
+/** Undefined when the user has no mailbox (the account is gone). */
+export async function nextEventSeq(db: Kysely<Schema>, userId: string): Promise<number | undefined> {
   const row = await nextSeqQ.first(db, { userId });
-  if (!row) throw new Error('mailbox missing');
-  return Number(row.last_seq);
+  return row ? Number(row.last_seq) : undefined;
 }
 
 export async function insertEvent(db: Kysely<Schema>, row: EventRow): Promise<void> {
@@ -39,54 +66,67 @@ export async function mailboxHead(db: Kysely<Schema>, userId: string): Promise<{
   return row ? { lastSeq: Number(row.last_seq), prunedThrough: Number(row.pruned_through) } : undefined;
 }
 
-const MESSAGE_COLUMNS = [
-  'id', 'chat_id', 'seq', 'sender_id', 'receiver_id', 'encrypted_content', 'iv', 'mac', 'type', 'status',
-  'client_message_id', 'created_at', 'delivered_at', 'read_at',
-] as const;
-
-/** Events after `afterSeq`, in order, with the message of each message.new joined in. */
-export async function readEventsAfter(db: Kysely<Schema>, userId: string, afterSeq: number, limit: number): Promise<EventWithMessage[]> {
-  const rows = await db
-    .selectFrom('events as e')
-    .leftJoin('messages as m', 'm.id', 'e.message_id')
-    .select(['e.user_id', 'e.seq', 'e.type', 'e.message_id', 'e.data', 'e.created_at'])
-    .select(MESSAGE_COLUMNS.map((c) => `m.${c} as m_${c}` as const))
-    .where('e.user_id', '=', userId)
-    .where('e.seq', '>', afterSeq)
-    .orderBy('e.seq', 'asc')
-    .limit(limit)
-    .execute();
-  return rows.map((r) => {
-    const raw = r as unknown as Record<string, unknown>;
-    const message =
-      raw.m_id === null || raw.m_id === undefined
+/** The user's log after `afterSeq`, in order: events and messages merged by seq. */
+export async function readLogAfter(db: Kysely<Schema>, userId: string, afterSeq: number, limit: number): Promise<LogEntry[]> {
+  const rows = await logAfterQ.all(db, { userId, afterSeq, limit });
+  return rows.map((r) => ({
+    seq: Number(r.log_seq),
+    type: r.log_type as string,
+    data: r.log_data as string | null,
+    message:
+      r.m_id === null || r.m_id === undefined
         ? null
-        : (Object.fromEntries(MESSAGE_COLUMNS.map((c) => [c, raw[`m_${c}`]])) as unknown as Selectable<MessagesTable>);
-    return { user_id: r.user_id, seq: Number(r.seq), type: r.type, message_id: r.message_id, data: r.data, created_at: r.created_at, message };
-  });
+        : (Object.fromEntries(MESSAGE_COLUMNS.map((c) => [c, r[`m_${c}`]])) as unknown as Selectable<MessagesTable>),
+  }));
 }
 
-/** Users with events older than `cutoff`, and the newest such seq of each (a page at a time). */
-export function expiredEventHeads(db: Kysely<Schema>, cutoff: number, limit: number): Promise<{ user_id: string; max_seq: number }[]> {
-  return db
-    .selectFrom('events')
-    .select(['user_id', (eb) => eb.fn.max('seq').as('max_seq')])
-    .where('created_at', '<', cutoff)
-    .groupBy('user_id')
-    .orderBy('user_id')
-    .limit(limit)
-    .execute()
-    .then((rows) => rows.map((r) => ({ user_id: r.user_id, max_seq: Number(r.max_seq) })));
+/**
+ * Users with log entries older than `cutoff` (events, or messages still in the log), and the
+ * newest such seq of each — a page at a time.
+ */
+export async function expiredLogHeads(db: Kysely<Schema>, cutoff: number, limit: number): Promise<{ user_id: string; max_seq: number }[]> {
+  const [events, messages] = await Promise.all([
+    db
+      .selectFrom('events')
+      .select(['user_id', (eb) => eb.fn.max('seq').as('max_seq')])
+      .where('created_at', '<', cutoff)
+      .groupBy('user_id')
+      .orderBy('user_id')
+      .limit(limit)
+      .execute(),
+    db
+      .selectFrom('messages')
+      .select(['receiver_id as user_id', (eb) => eb.fn.max('receiver_seq').as('max_seq')])
+      .where('created_at', '<', cutoff)
+      .where('receiver_seq', 'is not', null)
+      .groupBy('receiver_id')
+      .orderBy('receiver_id')
+      .limit(limit)
+      .execute(),
+  ]);
+  const heads = new Map<string, number>();
+  for (const r of [...events, ...messages]) heads.set(r.user_id, Math.max(heads.get(r.user_id) ?? 0, Number(r.max_seq)));
+  return [...heads].map(([user_id, max_seq]) => ({ user_id, max_seq }));
 }
 
-/** Deletes a user's events up to `throughSeq` and records it, so an older cursor is known to be gone. */
-export async function pruneEvents(db: Kysely<Schema>, userId: string, throughSeq: number): Promise<number> {
-  const r = await db.deleteFrom('events').where('user_id', '=', userId).where('seq', '<=', throughSeq).executeTakeFirst();
+/**
+ * Takes a user's log up to `throughSeq` out of replay: deletes those events, detaches those
+ * messages from the log (the messages stay: history), and records the mark so an older cursor is
+ * known to be gone. Returns how many entries left the log.
+ */
+export async function pruneLog(db: Kysely<Schema>, userId: string, throughSeq: number): Promise<number> {
+  const events = await db.deleteFrom('events').where('user_id', '=', userId).where('seq', '<=', throughSeq).executeTakeFirst();
+  const messages = await db
+    .updateTable('messages')
+    .set({ receiver_seq: null })
+    .where('receiver_id', '=', userId)
+    .where('receiver_seq', '<=', throughSeq)
+    .executeTakeFirst();
   await db
     .updateTable('mailboxes')
     .set({ pruned_through: throughSeq })
     .where('user_id', '=', userId)
     .where('pruned_through', '<', throughSeq)
     .execute();
-  return Number(r.numDeletedRows);
+  return Number(events.numDeletedRows) + Number(messages.numUpdatedRows);
 }

@@ -7,7 +7,7 @@ export type MessageStatus = MessageRow['status'];
 
 const COLUMNS = [
   'id', 'chat_id', 'seq', 'sender_id', 'receiver_id', 'encrypted_content', 'iv', 'mac', 'type', 'status',
-  'client_message_id', 'created_at', 'delivered_at', 'read_at',
+  'client_message_id', 'created_at', 'delivered_at', 'read_at', 'receiver_seq',
 ] as const satisfies readonly (keyof MessageRow)[];
 
 const insertQ = prepared<MessageRow, never>((db, arg) =>

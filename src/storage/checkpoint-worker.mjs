@@ -1,0 +1,25 @@
+// WAL checkpoints for the SQLite writer, on their own thread and connection (see checkpointer.ts).
+// Plain JavaScript so it loads the same way under tsx, Vitest and plain Node.
+import { parentPort, workerData } from 'node:worker_threads';
+import Database from 'better-sqlite3';
+
+const WORK = 0; // set to 1 by the writer after a commit
+const STOP = 1; // set to 1 when closing
+const flags = new Int32Array(workerData.signal);
+const db = new Database(workerData.path);
+
+for (;;) {
+  Atomics.wait(flags, WORK, 0);
+  if (Atomics.load(flags, STOP) === 1) break;
+  Atomics.store(flags, WORK, 0);
+  try {
+    // PASSIVE: copies what it can without waiting for the writer or readers, never blocks them.
+    db.pragma('wal_checkpoint(PASSIVE)');
+  } catch (err) {
+    parentPort.postMessage({ error: err instanceof Error ? err.message : String(err) });
+  }
+  // Batch: at most one checkpoint per interval, however many commits arrive.
+  Atomics.wait(flags, STOP, 0, workerData.intervalMs);
+  if (Atomics.load(flags, STOP) === 1) break;
+}
+db.close();

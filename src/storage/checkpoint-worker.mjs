@@ -7,14 +7,21 @@ const WORK = 0; // set to 1 by the writer after a commit
 const STOP = 1; // set to 1 when closing
 const flags = new Int32Array(workerData.signal);
 const db = new Database(workerData.path);
+// RESTART waits for the writer's current group to commit; the writer's next BEGIN waits for it.
+db.pragma('busy_timeout = 2000');
 
 for (;;) {
   Atomics.wait(flags, WORK, 0);
   if (Atomics.load(flags, STOP) === 1) break;
   Atomics.store(flags, WORK, 0);
   try {
-    // PASSIVE: copies what it can without waiting for the writer or readers, never blocks them.
-    db.pragma('wal_checkpoint(PASSIVE)');
+    // PASSIVE: copies what it can and syncs the database file without waiting for the writer or
+    // readers, never blocking them. But with commits every few milliseconds the WAL is never fully
+    // copied at the moment a write begins, so SQLite never starts it over and it only grows.
+    const [{ log }] = db.pragma('wal_checkpoint(PASSIVE)');
+    // RESTART then copies the little that is left while holding the write lock (the writer's
+    // BEGIN waits, asynchronously, for a few milliseconds), so the next write starts the WAL over.
+    if (log >= workerData.restartFrames) db.pragma('wal_checkpoint(RESTART)');
   } catch (err) {
     parentPort.postMessage({ error: err instanceof Error ? err.message : String(err) });
   }

@@ -7,17 +7,17 @@ const STOP = 1;
 /**
  * Copies the SQLite WAL back into the database file on a worker thread. SQLite's own automatic
  * checkpoint runs inside the commit that crosses the threshold, on the event loop, and costs that
- * commit tens of milliseconds of page copies and an fsync; here the writer only raises a flag.
- * The writer keeps a high `wal_autocheckpoint` as a backstop should this thread fall behind.
+ * commit tens of milliseconds of page copies and a database fsync; here the writer only raises a
+ * flag. The writer keeps a much higher `wal_autocheckpoint` as a backstop should this thread die.
  */
 export class Checkpointer {
   private readonly flags = new Int32Array(new SharedArrayBuffer(8));
   private readonly worker: Worker;
   private readonly exited: Promise<void>;
 
-  constructor(file: string, log: Logger, intervalMs = 100) {
+  constructor(file: string, log: Logger, opts: { intervalMs: number; restartFrames: number }) {
     this.worker = new Worker(new URL('./checkpoint-worker.mjs', import.meta.url), {
-      workerData: { path: file, signal: this.flags.buffer, intervalMs },
+      workerData: { path: file, signal: this.flags.buffer, ...opts },
     });
     this.worker.unref();
     this.worker.on('message', (m: { error?: string }) => log.warn({ error: m.error }, 'WAL checkpoint failed'));

@@ -1,0 +1,72 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import BetterSqlite3 from 'better-sqlite3';
+import pino from 'pino';
+import { afterEach, expect, it } from 'vitest';
+import { Checkpointer } from '../../src/storage/checkpointer.js';
+
+const dirs: string[] = [];
+afterEach(() => {
+  for (const d of dirs.splice(0)) fs.rmSync(d, { recursive: true, force: true });
+});
+
+function writerAt(file: string): BetterSqlite3.Database {
+  const db = new BetterSqlite3(file);
+  db.pragma('page_size = 2048');
+  db.pragma('journal_mode = WAL');
+  // As in production: the thread checkpoints; the writer itself would only at 100,000 frames.
+  db.pragma('wal_autocheckpoint = 0');
+  db.pragma('journal_size_limit = 1048576');
+  db.exec('create table t (id integer primary key, body blob not null)');
+  return db;
+}
+
+const size = (f: string) => (fs.existsSync(f) ? fs.statSync(f).size : 0);
+
+/** Many small commits, as group commit makes them; yields now and then so the thread can run. */
+async function commitMany(db: BetterSqlite3.Database, after: () => void): Promise<void> {
+  const insert = db.prepare('insert into t (body) values (?)');
+  const body = Buffer.alloc(1000, 7);
+  for (let c = 0; c < 400; c++) {
+    db.transaction(() => {
+      for (let i = 0; i < 20; i++) insert.run(body);
+    })();
+    after();
+    if (c % 10 === 0) await new Promise((r) => setTimeout(r, 2));
+  }
+}
+
+it('copies the WAL into the database file off the writer thread and keeps the WAL from growing without end', async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'safechat-ckpt-'));
+  dirs.push(dir);
+  const file = path.join(dir, 'db.sqlite');
+  const db = writerAt(file);
+  const checkpointer = new Checkpointer(file, pino({ level: 'silent' }), { intervalMs: 5, restartFrames: 200 });
+  try {
+    await commitMany(db, () => checkpointer.poke());
+    // 8,000 rows of 1 KB: ~8 MB went through the WAL.
+    const deadline = Date.now() + 5000;
+    while (size(file) < 7_000_000 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    expect(size(file)).toBeGreaterThan(7_000_000);
+    // Started over and truncated to journal_size_limit from time to time, not ~8 MB.
+    expect(size(`${file}-wal`)).toBeLessThan(3_000_000);
+  } finally {
+    await checkpointer.close();
+    db.close();
+  }
+});
+
+it('without it (the control), the WAL holds everything and the database file stays empty', async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'safechat-ckpt-'));
+  dirs.push(dir);
+  const file = path.join(dir, 'db.sqlite');
+  const db = writerAt(file);
+  try {
+    await commitMany(db, () => undefined);
+    expect(size(file)).toBeLessThan(100_000);
+    expect(size(`${file}-wal`)).toBeGreaterThan(7_000_000);
+  } finally {
+    db.close();
+  }
+});

@@ -2,11 +2,13 @@ import { z } from 'zod';
 
 // @NOTE Strict RFC 4648 §4 base64: standard alphabet, padded, canonical (unused bits zero).
 // Node's decoder silently skips bad characters, so shape is checked here, before anything decodes.
-const B64_SHAPE = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+// Shape = whole quads of the alphabet, at most two '=' and only at the end. Written as a length
+// check plus one flat character class: the grouped form was 2 % of the server's send path.
+const B64_SHAPE = /^[A-Za-z0-9+/]*={0,2}$/;
 const ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/';
 
 export function isCanonicalBase64(s: string): boolean {
-  if (!B64_SHAPE.test(s)) return false;
+  if (s.length % 4 !== 0 || !B64_SHAPE.test(s)) return false;
   if (s.endsWith('==')) return (ALPHABET.indexOf(s.charAt(s.length - 3)) & 0x0f) === 0;
   if (s.endsWith('=')) return (ALPHABET.indexOf(s.charAt(s.length - 2)) & 0x03) === 0;
   return true;

@@ -3,13 +3,13 @@ import { ConflictError, ForbiddenError, NotFoundError, PayloadTooLargeError, Val
 import type { RateLimiter } from '../limits/limiter.js';
 import { isForeignKeyViolation, isUniqueViolation } from '../storage/dialect.js';
 import type { Database } from '../storage/db.js';
-import { advanceChat, changeUnread } from '../storage/repositories/chats.js';
+import { changeUnread } from '../storage/repositories/chats.js';
 import {
   advanceStatus,
   findMessageByClientId,
   findMessageById,
-  insertMessage,
   pageMessages,
+  storeMessage,
   type MessageRow,
 } from '../storage/repositories/messages.js';
 import { iso, type Clock } from '../util/clock.js';
@@ -84,15 +84,9 @@ export class MessageService {
     };
     try {
       const message = await db.transaction(async (tx) => {
-        row.seq = await advanceChat(tx.db, chatId, row.id, now, body.type === 'key_exchange');
-        // The row is the receiver's message.new event: it carries its place in their log.
-        const logSeq = await mailbox.reserve(tx, receiverId);
-        if (logSeq === undefined) throw new NotFoundError('receiver not found');
-        row.receiver_seq = logSeq;
-        await insertMessage(tx.db, row);
-        await changeUnread(tx.db, chatId, receiverId, 1);
+        if (!(await storeMessage(tx.db, row, body.type === 'key_exchange'))) throw new NotFoundError('receiver not found');
         const m = toMessage(row);
-        mailbox.announce(tx, receiverId, eventFrame('message.new', logSeq, m));
+        mailbox.announce(tx, receiverId, eventFrame('message.new', row.receiver_seq!, m));
         return m;
       });
       this.deps.hooks?.stored?.(message);

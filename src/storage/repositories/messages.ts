@@ -1,5 +1,8 @@
 import type { Kysely, Selectable } from 'kysely';
+import { dialectOf } from '../dialect.js';
 import { prepared } from '../prepared.js';
+import { advanceChat, changeUnread } from './chats.js';
+import { nextEventSeq } from './events.js';
 import type { MessagesTable, Schema } from '../schema.js';
 
 export type MessageRow = Selectable<MessagesTable>;
@@ -18,8 +21,76 @@ const byClientIdQ = prepared<{ senderId: string; clientMessageId: string }, Mess
   db.selectFrom('messages').selectAll().where('sender_id', '=', arg('senderId')).where('client_message_id', '=', arg('clientMessageId')),
 );
 
-export async function insertMessage(db: Kysely<Schema>, row: MessageRow): Promise<void> {
+type StoreArgs = Omit<MessageRow, 'seq' | 'receiver_seq'>;
+
+/**
+ * PostgreSQL: the whole send in one statement (one round trip instead of four). Every part is
+ * atomic with the insert: a chat or mailbox that is gone leaves a NULL that the insert's NOT NULL
+ * or foreign key refuses, failing the statement. The locks are taken in the same order as the
+ * statement-by-statement path (chat, then the receiver's mailbox, then their member row).
+ */
+const storePgQ = (establish: boolean) =>
+  prepared<StoreArgs, { seq: number; receiver_seq: number }>((db, arg) =>
+    db
+      .with('c', (qb) =>
+        qb
+          .updateTable('chats')
+          .set((eb) => ({
+            last_seq: eb('last_seq', '+', 1),
+            last_message_id: arg('id'),
+            last_activity_at: arg('created_at'),
+            ...(establish ? { encryption_status: 'established' as const } : {}),
+          }))
+          .where('id', '=', arg('chat_id'))
+          .returning('last_seq'),
+      )
+      .with('mb', (qb) =>
+        qb
+          .updateTable('mailboxes')
+          .set((eb) => ({ last_seq: eb('last_seq', '+', 1) }))
+          .where('user_id', '=', arg('receiver_id'))
+          .returning('last_seq'),
+      )
+      .with('u', (qb) =>
+        qb
+          .updateTable('chat_members')
+          .set((eb) => ({ unread_count: eb('unread_count', '+', 1) }))
+          .where('chat_id', '=', arg('chat_id'))
+          .where('user_id', '=', arg('receiver_id'))
+          .returning('user_id'),
+      )
+      .insertInto('messages')
+      .values((eb) => ({
+        ...(Object.fromEntries(COLUMNS.filter((c) => c !== 'seq' && c !== 'receiver_seq').map((c) => [c, arg(c)])) as unknown as StoreArgs),
+        seq: eb.selectFrom('c').select('last_seq'),
+        receiver_seq: eb.selectFrom('mb').select('last_seq'),
+      }))
+      .returning(['seq', 'receiver_seq']),
+  );
+const storePgKeepQ = storePgQ(false);
+const storePgEstablishQ = storePgQ(true);
+
+/**
+ * Stores a message inside a transaction and moves its counters: the chat's `seq` (and its latest
+ * message), the receiver's log position (`receiver_seq`: the row is their message.new event) and
+ * their unread count. Fills in `row.seq` and `row.receiver_seq`; false when the receiver's account
+ * is gone (on SQLite; on PostgreSQL the foreign key fails the statement).
+ */
+export async function storeMessage(db: Kysely<Schema>, row: MessageRow, establishesEncryption: boolean): Promise<boolean> {
+  if (dialectOf(db) === 'postgres') {
+    const placed = await (establishesEncryption ? storePgEstablishQ : storePgKeepQ).first(db, row);
+    if (!placed) return false;
+    row.seq = Number(placed.seq);
+    row.receiver_seq = Number(placed.receiver_seq);
+    return true;
+  }
+  row.seq = await advanceChat(db, row.chat_id, row.id, row.created_at, establishesEncryption);
+  const logSeq = await nextEventSeq(db, row.receiver_id);
+  if (logSeq === undefined) return false;
+  row.receiver_seq = logSeq;
   await insertQ.execute(db, row);
+  await changeUnread(db, row.chat_id, row.receiver_id, 1);
+  return true;
 }
 
 export function findMessageById(db: Kysely<Schema>, id: string): Promise<MessageRow | undefined> {

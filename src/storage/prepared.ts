@@ -22,6 +22,17 @@ export interface SyncConnection {
 
 const syncConnections = new WeakMap<object, SyncConnection>();
 
+/** PostgreSQL: the SQL of every prepared query, and the statement name it is prepared under. */
+const pgStatementNames = new Map<string, string>();
+
+/**
+ * The server-side statement name for this SQL if it is one of ours (see PostgresDatabase): each
+ * connection then parses and plans it once instead of on every execution.
+ */
+export function pgStatementName(sql: string): string | undefined {
+  return pgStatementNames.get(sql);
+}
+
 /**
  * Marks a Kysely handle (a SQLite transaction, or the reader) as backed by a synchronous
  * connection: prepared queries on it run on that connection directly, skipping Kysely's
@@ -47,6 +58,7 @@ export class Prepared<Args extends Record<string, unknown>, Row> {
       );
       t = { sql: compiled.sql, slots };
       this.templates.set(dialect, t);
+      if (dialect === 'postgres' && !pgStatementNames.has(t.sql)) pgStatementNames.set(t.sql, `safechat_${pgStatementNames.size + 1}`);
     }
     return t;
   }

@@ -3,28 +3,46 @@ import type { Logger } from 'pino';
 
 const WORK = 0;
 const STOP = 1;
+const WANTS_QUIET = 2;
+const CATCH_UP = 3;
+/** A catch-up pass that takes longer than this is not waited for (writes resume; the WAL just grows). */
+const CATCH_UP_WAIT_MS = 250;
 
 /**
  * Copies the SQLite WAL back into the database file on a worker thread. SQLite's own automatic
  * checkpoint runs inside the commit that crosses the threshold, on the event loop, and costs that
  * commit tens of milliseconds of page copies and a database fsync; here the writer only raises a
  * flag. The writer keeps a much higher `wal_autocheckpoint` as a backstop should this thread die.
+ *
+ * The WAL starts over only when a write begins while all of it has been copied. Under steady
+ * writes that moment never comes, so once the WAL is long the writer pauses between two commit
+ * groups (`wantsQuiet` → `catchUp`, a few milliseconds, the event loop stays free) while the
+ * thread copies the rest. Checkpoint modes that take the write lock themselves (RESTART) were
+ * worse: they held it for 15–170 ms, waiting in SQLite's coarse busy-handler sleeps.
  */
 export class Checkpointer {
-  private readonly flags = new Int32Array(new SharedArrayBuffer(8));
+  private readonly flags = new Int32Array(new SharedArrayBuffer(16));
   private readonly worker: Worker;
   private readonly exited: Promise<void>;
+  private caughtUp: (() => void) | null = null;
 
   constructor(file: string, log: Logger, opts: { intervalMs: number; restartFrames: number }) {
     this.worker = new Worker(new URL('./checkpoint-worker.mjs', import.meta.url), {
       workerData: { path: file, signal: this.flags.buffer, ...opts },
     });
     this.worker.unref();
-    this.worker.on('message', (m: { error?: string }) => log.warn({ error: m.error }, 'WAL checkpoint failed'));
+    this.worker.on('message', (m: { error?: string; caughtUp?: boolean }) => {
+      if (m.caughtUp) this.release();
+      else log.warn({ error: m.error }, 'WAL checkpoint failed');
+    });
     this.exited = new Promise((resolve) => {
-      this.worker.once('exit', () => resolve());
+      this.worker.once('exit', () => {
+        this.release();
+        resolve();
+      });
       this.worker.once('error', (err) => {
         log.error({ err }, 'WAL checkpoint thread failed; SQLite checkpoints in the writer instead');
+        this.release();
         resolve();
       });
     });
@@ -33,6 +51,34 @@ export class Checkpointer {
   /** After a commit: wakes the thread (a no-op while a request is pending). */
   poke(): void {
     if (Atomics.compareExchange(this.flags, WORK, 0, 1) === 0) Atomics.notify(this.flags, WORK);
+  }
+
+  /** The WAL is long: the writer should call `catchUp` before its next transaction. */
+  get wantsQuiet(): boolean {
+    return Atomics.load(this.flags, WANTS_QUIET) === 1;
+  }
+
+  /** Resolves when the thread has copied the whole WAL (the caller writes nothing meanwhile). */
+  catchUp(): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => this.release(), CATCH_UP_WAIT_MS);
+      this.caughtUp = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+      Atomics.store(this.flags, WANTS_QUIET, 0);
+      Atomics.store(this.flags, CATCH_UP, 1);
+      Atomics.store(this.flags, WORK, 1);
+      Atomics.notify(this.flags, WORK);
+      // It may be sleeping out its interval.
+      Atomics.notify(this.flags, STOP);
+    });
+  }
+
+  private release(): void {
+    const done = this.caughtUp;
+    this.caughtUp = null;
+    done?.();
   }
 
   async close(): Promise<void> {

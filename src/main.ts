@@ -37,10 +37,8 @@ async function main(): Promise<void> {
     force.unref();
     // 1012 "service restart": clients reconnect (to another instance) and resume by cursor.
     ctx.hub.closeAll(CLOSE.serviceRestart, 'server restarting');
-    // Keep-alive connections that finish their request after close began would otherwise idle
-    // until the grace period ends; close each as soon as it is idle.
-    const idle = setInterval(() => app.server.closeIdleConnections(), 50);
-    await app.close().finally(() => clearInterval(idle));
+    // app.close() also closes keep-alive connections as their last requests finish (app.ts).
+    await app.close();
     await ctx.close();
     ctx.log.root.info('stopped');
   };

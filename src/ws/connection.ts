@@ -100,11 +100,13 @@ export class Connection {
 
   /** Authenticated by the upgrade request's header. */
   begin(claims: AccessClaims, since: number | undefined): void {
+    if (this.state === 'closed') return;
     void this.start(claims, since);
   }
 
   /** Waits for the first-frame `auth`; `since` from the URL applies unless the auth frame names its own. */
   awaitAuth(since?: string): void {
+    if (this.state === 'closed') return;
     this.urlSince = since;
     this.timers.push(setTimeout(() => this.close(CLOSE.unauthorized, 'authentication timeout'), SOCKET_LIMITS.authTimeoutMs));
   }

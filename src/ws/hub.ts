@@ -27,6 +27,7 @@ export class Hub implements EventSink, SessionSink {
   private readonly open = new Set<Connection>();
   private readonly unsubscribe = new Map<string, () => void>();
   private heartbeatTimer: NodeJS.Timeout | null = null;
+  private closing: { code: number; reason: string } | null = null;
 
   constructor(
     private readonly deps: {
@@ -39,6 +40,9 @@ export class Hub implements EventSink, SessionSink {
   ) {}
 
   opened(conn: Connection): void {
+    // An upgrade whose checks were still running when shutdown began: it would keep the
+    // server from closing, so it is turned away the same way.
+    if (this.closing) return conn.close(this.closing.code, this.closing.reason);
     this.open.add(conn);
   }
 
@@ -136,6 +140,7 @@ export class Hub implements EventSink, SessionSink {
 
   /** Closes every socket (shutdown: 1012 tells clients to reconnect, elsewhere or later). */
   closeAll(code: number, reason: string): void {
+    this.closing ??= { code, reason };
     if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
     for (const conn of [...this.open]) conn.close(code, reason);
   }

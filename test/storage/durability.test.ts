@@ -1,0 +1,46 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, expect, it, vi } from 'vitest';
+import { Api, envelope } from '../_helpers/api.js';
+import { testServer, type TestServer } from '../_helpers/server.js';
+
+// SQLITE_SYNCHRONOUS=FULL (the default): a send is acknowledged only after the WAL holding it
+// has been flushed to disk (the server does that fdatasync itself, off the event loop).
+let dir: string;
+let s: TestServer;
+let api: Api;
+
+beforeAll(async () => {
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'safechat-durable-'));
+  s = await testServer({ sqlitePath: path.join(dir, 'db.sqlite') });
+  api = new Api(s.app);
+});
+afterAll(async () => {
+  vi.restoreAllMocks();
+  await s.close();
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+it('flushes the WAL before acknowledging a send, and acknowledges nothing whose flush failed', async () => {
+  const [a, b] = await Promise.all([api.register(), api.register()]);
+  const chat = await api.chat(a, b);
+  const flush = vi.spyOn(fs, 'fdatasync');
+  await api.send(a, { chatId: chat.id });
+  expect(flush).toHaveBeenCalled();
+
+  flush.mockImplementation(((_fd: number, cb: (err: NodeJS.ErrnoException | null) => void) => {
+    cb(Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' }));
+  }));
+  const body = { ...envelope(), chatId: chat.id, clientMessageId: 'flush-fails-1' };
+  const failed = await api.post('/messages', body, a.token);
+  expect(failed.status).toBeGreaterThanOrEqual(500);
+  expect(failed.body.error.message).not.toMatch(/EIO|fdatasync/);
+
+  // Once the disk works again, the client's retry (same clientMessageId) gets its message, once.
+  flush.mockRestore();
+  const retried = await api.post('/messages', body, a.token);
+  expect([200, 201]).toContain(retried.status);
+  const history = (await api.get(`/messages/${chat.id}`, b.token)).body.messages;
+  expect(history.filter((m: { clientMessageId?: string }) => m.clientMessageId === 'flush-fails-1')).toHaveLength(1);
+});

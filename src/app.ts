@@ -101,7 +101,7 @@ export async function createApp(ctx: AppContext): Promise<FastifyInstance> {
   // Sockets first: an HTTP server does not finish closing while upgraded sockets stay open.
   let idleSweep: NodeJS.Timeout | null = null;
   app.addHook('preClose', async () => {
-    ctx.hub.closeAll(CLOSE.goingAway, 'server closing');
+    ctx.hub.shutdown(CLOSE.goingAway, 'server closing');
     // A keep-alive connection whose request was still running when close began would idle on
     // until keepAliveTimeout and hold the close up; each is closed as soon as it is idle.
     idleSweep = setInterval(() => app.server.closeIdleConnections(), 50);

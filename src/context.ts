@@ -144,7 +144,7 @@ export class AppContext {
   async close(): Promise<void> {
     const closers: [string, () => Promise<void> | void][] = [
       ['jobs', () => this.jobs.pruneEvents.close()],
-      ['sockets', () => this.hub.closeAll(1001, 'server closing')],
+      ['sockets', () => this.hub.shutdown(1001, 'server closing')],
       ['pubsub', () => this.pubsub?.close()],
       ['limiter', () => this.limiter.close()],
       ['database', () => this.db.close()],

@@ -36,7 +36,7 @@ async function main(): Promise<void> {
     }, cfg.shutdownGraceMs);
     force.unref();
     // 1012 "service restart": clients reconnect (to another instance) and resume by cursor.
-    ctx.hub.closeAll(CLOSE.serviceRestart, 'server restarting');
+    ctx.hub.shutdown(CLOSE.serviceRestart, 'server restarting');
     // app.close() also closes keep-alive connections as their last requests finish (app.ts).
     await app.close();
     await ctx.close();

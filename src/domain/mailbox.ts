@@ -40,19 +40,14 @@ export class Mailbox {
   }
 
   /**
-   * Appends an event other than message.new. A message.new is its message row: the sender takes a
-   * seq with `reserve`, stores it on the row, and announces it with `announce`.
+   * Appends an event other than message.new. A message.new is its message row (storeMessage
+   * takes its seq and stores it on the row); the sender only `announce`s it.
    */
   async append<T extends Exclude<EventType, 'message.new'>>(tx: Tx, userId: string, type: T, data: EventDataByType[T]): Promise<void> {
-    const seq = await this.reserve(tx, userId);
+    const seq = await nextEventSeq(tx.db, userId);
     if (seq === undefined) throw new Error('mailbox missing');
     await insertEvent(tx.db, { user_id: userId, seq, type, data: JSON.stringify(data), created_at: this.clock.now() });
     this.announce(tx, userId, eventFrame(type, seq, data));
-  }
-
-  /** The user's next log position, taken inside the transaction that writes the entry; undefined if the account is gone. */
-  reserve(tx: Tx, userId: string): Promise<number | undefined> {
-    return nextEventSeq(tx.db, userId);
   }
 
   /** Feeds live sockets once the transaction has committed. */

@@ -71,6 +71,12 @@ export interface MessagesTable {
   receiver_seq: number | null;
 }
 
+/** Every column of messages, in one order: inserts, selects and the log's union all use it. */
+export const MESSAGE_COLUMNS = [
+  'id', 'chat_id', 'seq', 'sender_id', 'receiver_id', 'encrypted_content', 'iv', 'mac', 'type', 'status',
+  'client_message_id', 'created_at', 'delivered_at', 'read_at', 'receiver_seq',
+] as const satisfies readonly (keyof MessagesTable)[];
+
 export interface MailboxesTable {
   user_id: string;
   last_seq: Generated<number>;

@@ -356,7 +356,6 @@ export class Connection {
 
   private emit(e: StoredEvent): void {
     this.cursor = e.seq;
-    if (e.frame === '') return;
     this.send(e.frame);
     this.deps.telemetry.wsEventsOut.inc();
   }

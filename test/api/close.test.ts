@@ -9,6 +9,7 @@ it('closes promptly while a keep-alive connection still has a request running', 
   try {
     // Registration hashes the password (Argon2id): still running when close begins.
     const body = JSON.stringify({ username: `close_${Date.now()}`, password: STRONG_PASSWORD });
+    const arrived = new Promise<void>((resolve) => s.app.server.once('request', () => resolve()));
     const answered = new Promise<number>((resolve, reject) => {
       const req = http.request(`${s.url}/auth/register`, { method: 'POST', agent, headers: { 'content-type': 'application/json' } }, (res) => {
         res.resume();
@@ -17,7 +18,7 @@ it('closes promptly while a keep-alive connection still has a request running', 
       req.on('error', reject);
       req.end(body);
     });
-    await new Promise((r) => setTimeout(r, 5));
+    await arrived;
     const started = Date.now();
     await s.close();
     // The running request was answered, and its idle keep-alive connection did not hold the

@@ -1,6 +1,6 @@
 import { sql, type Kysely, type Selectable } from 'kysely';
 import { prepared } from '../prepared.js';
-import type { EventsTable, MessagesTable, Schema } from '../schema.js';
+import { MESSAGE_COLUMNS, type EventsTable, type MessagesTable, type Schema } from '../schema.js';
 
 export type EventRow = Selectable<EventsTable>;
 /** A log entry: an event, or (type message.new) a message. */
@@ -23,11 +23,6 @@ const insertQ = prepared<EventRow, never>((db, arg) =>
     created_at: arg('created_at'),
   }),
 );
-const MESSAGE_COLUMNS = [
-  'id', 'chat_id', 'seq', 'sender_id', 'receiver_id', 'encrypted_content', 'iv', 'mac', 'type', 'status',
-  'client_message_id', 'created_at', 'delivered_at', 'read_at', 'receiver_seq',
-] as const;
-
 /**
  * One query, so both halves of the log come from one snapshot: two queries could see a later
  * commit's message without its earlier event, and the cursor would move past that event.

@@ -1,20 +1,15 @@
 import type { Kysely, Selectable } from 'kysely';
 import { dialectOf } from '../dialect.js';
 import { prepared } from '../prepared.js';
+import { MESSAGE_COLUMNS, type MessagesTable, type Schema } from '../schema.js';
 import { advanceChat, changeUnread } from './chats.js';
 import { nextEventSeq } from './events.js';
-import type { MessagesTable, Schema } from '../schema.js';
 
 export type MessageRow = Selectable<MessagesTable>;
 export type MessageStatus = MessageRow['status'];
 
-const COLUMNS = [
-  'id', 'chat_id', 'seq', 'sender_id', 'receiver_id', 'encrypted_content', 'iv', 'mac', 'type', 'status',
-  'client_message_id', 'created_at', 'delivered_at', 'read_at', 'receiver_seq',
-] as const satisfies readonly (keyof MessageRow)[];
-
 const insertQ = prepared<MessageRow, never>((db, arg) =>
-  db.insertInto('messages').values(Object.fromEntries(COLUMNS.map((c) => [c, arg(c)])) as unknown as MessageRow),
+  db.insertInto('messages').values(Object.fromEntries(MESSAGE_COLUMNS.map((c) => [c, arg(c)])) as unknown as MessageRow),
 );
 const byIdQ = prepared<{ id: string }, MessageRow>((db, arg) => db.selectFrom('messages').selectAll().where('id', '=', arg('id')));
 const byClientIdQ = prepared<{ senderId: string; clientMessageId: string }, MessageRow>((db, arg) =>
@@ -61,7 +56,7 @@ const storePgQ = (establish: boolean) =>
       )
       .insertInto('messages')
       .values((eb) => ({
-        ...(Object.fromEntries(COLUMNS.filter((c) => c !== 'seq' && c !== 'receiver_seq').map((c) => [c, arg(c)])) as unknown as StoreArgs),
+        ...(Object.fromEntries(MESSAGE_COLUMNS.filter((c) => c !== 'seq' && c !== 'receiver_seq').map((c) => [c, arg(c)])) as unknown as StoreArgs),
         seq: eb.selectFrom('c').select('last_seq'),
         receiver_seq: eb.selectFrom('mb').select('last_seq'),
       }))

@@ -117,7 +117,7 @@ export class AppContext {
     });
     const services = {
       tokens,
-      accounts: new AccountService({ db, hasher, tokens, limiter, clock, log: log.auth }),
+      accounts: new AccountService({ db, hasher, tokens, limiter, clock, log: log.auth, deleted: (userId) => chats.forgetUser(userId) }),
       users: new UserService(db),
       chats,
       mailbox,

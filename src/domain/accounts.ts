@@ -25,6 +25,8 @@ export class AccountService {
       limiter: RateLimiter;
       clock: Clock;
       log: Logger;
+      /** Told after an account is deleted (caches that name the user). */
+      deleted?: (userId: string) => void;
     },
   ) {}
 
@@ -104,6 +106,7 @@ export class AccountService {
       await tokens.revokeAllInTx(tx, userId, 'account deleted');
       await deleteUser(tx.db, userId);
     });
+    this.deps.deleted?.(userId);
     log.info({ userId, ip }, 'account deleted');
   }
 

@@ -17,6 +17,7 @@ import { toChat } from './wire.js';
 
 const CHAT_NOT_FOUND = 'chat not found';
 const DIRECT_CHAT_CACHE = 100_000;
+const MEMBER_CACHE = 100_000;
 
 export function directKey(a: string, b: string): string {
   return a < b ? `${a}:${b}` : `${b}:${a}`;
@@ -25,6 +26,8 @@ export function directKey(a: string, b: string): string {
 /** A chat as its members see it. Non-members get the same 404 as for a chat that does not exist. */
 export class ChatService {
   private readonly directChats = new Map<string, string>();
+  /** chatId → its members, for the membership check on every send. */
+  private readonly members = new Map<string, readonly string[]>();
 
   constructor(
     private readonly db: Database,
@@ -94,10 +97,28 @@ export class ChatService {
   }
 
   /** The members of a chat the caller belongs to (404 otherwise). */
-  async membersFor(userId: string, chatId: string): Promise<string[]> {
-    const members = await memberIds(this.db.db, chatId);
+  async membersFor(userId: string, chatId: string): Promise<readonly string[]> {
+    let members = this.members.get(chatId);
+    if (!members) {
+      members = await memberIds(this.db.db, chatId);
+      // @NOTE Members are fixed when a chat is made (there is no API to add or remove them) and
+      // chats are not deleted, so a member list can be remembered. The one change is an account
+      // deletion, which cascades; forgetUser() drops those lists here, and on another instance a
+      // stale list only lets a send reach the store, which refuses a receiver that is gone.
+      if (members.length > 0) this.rememberMembers(chatId, members);
+    }
     if (!members.includes(userId)) throw new NotFoundError(CHAT_NOT_FOUND);
     return members;
+  }
+
+  /** After an account is deleted: forget every remembered member list that named it. */
+  forgetUser(userId: string): void {
+    for (const [chatId, members] of this.members) if (members.includes(userId)) this.members.delete(chatId);
+  }
+
+  private rememberMembers(chatId: string, members: readonly string[]): void {
+    if (this.members.size >= MEMBER_CACHE) this.members.delete(this.members.keys().next().value!);
+    this.members.set(chatId, members);
   }
 }
 

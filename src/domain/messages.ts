@@ -1,5 +1,5 @@
 import { base64ByteLength, type Message, type MessagePage, type MessagePageQuery, type SendMessageBody } from '@safechat/protocol';
-import { ConflictError, ForbiddenError, NotFoundError, PayloadTooLargeError, ValidationError } from '../errors.js';
+import { ConflictError, ForbiddenError, NotFoundError, PayloadTooLargeError, RateLimitedError, ValidationError } from '../errors.js';
 import type { RateLimiter } from '../limits/limiter.js';
 import { isForeignKeyViolation, isUniqueViolation } from '../storage/dialect.js';
 import type { Database } from '../storage/db.js';
@@ -56,12 +56,15 @@ export class MessageService {
     if (bytes > this.deps.maxCiphertextBytes) {
       throw new PayloadTooLargeError(`encryptedContent exceeds ${this.deps.maxCiphertextBytes} bytes`, { limit: this.deps.maxCiphertextBytes });
     }
-    if (body.clientMessageId !== undefined) {
-      const earlier = await findMessageByClientId(db.db, senderId, body.clientMessageId);
-      if (earlier) return { message: toMessage(earlier), created: false };
+    try {
+      await limiter.consume('sendsPerUser', senderId);
+      await limiter.consume('sendBytesPerUser', senderId, bytes);
+    } catch (err) {
+      // A retry of a message already stored is answered with it even when the sender is limited.
+      const earlier = err instanceof RateLimitedError ? await this.earlier(senderId, body) : undefined;
+      if (earlier) return earlier;
+      throw err;
     }
-    await limiter.consume('sendsPerUser', senderId);
-    await limiter.consume('sendBytesPerUser', senderId, bytes);
 
     const { chatId, receiverId } = await this.route(senderId, body);
     const now = clock.now();
@@ -83,24 +86,35 @@ export class MessageService {
       receiver_seq: null,
     };
     try {
-      const message = await db.transaction(async (tx) => {
-        if (!(await storeMessage(tx.db, row, body.type === 'key_exchange'))) throw new NotFoundError('receiver not found');
+      const result = await db.transaction(async (tx): Promise<SendResult> => {
+        const placed = await storeMessage(tx.db, row, body.type === 'key_exchange');
+        if (!placed.stored) {
+          if (!placed.earlier) throw new NotFoundError('receiver not found');
+          return { message: toMessage(placed.earlier), created: false };
+        }
         const m = toMessage(row);
         mailbox.announce(tx, receiverId, eventFrame('message.new', row.receiver_seq!, m));
-        return m;
+        return { message: m, created: true };
       });
-      this.deps.hooks?.stored?.(message);
-      return { message, created: true };
+      if (result.created) this.deps.hooks?.stored?.(result.message);
+      return result;
     } catch (err) {
-      // Two sends with one clientMessageId raced: the constraint picked the winner.
-      if (body.clientMessageId !== undefined && isUniqueViolation(err, 'messages_sender_client_id_key')) {
-        const winner = await findMessageByClientId(db.db, senderId, body.clientMessageId);
-        if (winner) return { message: toMessage(winner), created: false };
+      // PostgreSQL: a retry (or two sends with one clientMessageId racing) hit the unique key.
+      if (isUniqueViolation(err, 'messages_sender_client_id_key')) {
+        const earlier = await this.earlier(senderId, body);
+        if (earlier) return earlier;
       }
       // The receiver's account was deleted between routing and storing.
       if (isForeignKeyViolation(err)) throw new NotFoundError('receiver not found');
       throw err;
     }
+  }
+
+  /** The sender's message with this send's clientMessageId, if there is one. */
+  private async earlier(senderId: string, body: SendMessageBody): Promise<SendResult | undefined> {
+    if (body.clientMessageId === undefined) return undefined;
+    const row = await findMessageByClientId(this.deps.db.db, senderId, body.clientMessageId);
+    return row ? { message: toMessage(row), created: false } : undefined;
   }
 
   /** Which chat and which member a message goes to; the sender must be in the chat. */

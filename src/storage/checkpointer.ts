@@ -82,6 +82,8 @@ export class Checkpointer {
   }
 
   async close(): Promise<void> {
+    // Unref'd while it runs; held now so a process with nothing else to do waits for its exit.
+    this.worker.ref();
     Atomics.store(this.flags, STOP, 1);
     Atomics.store(this.flags, WORK, 1);
     Atomics.notify(this.flags, WORK);

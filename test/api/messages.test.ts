@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { Api, b64, envelope, isErrorShape, type Session } from '../_helpers/api.js';
+import { deleteUser } from '../../src/storage/repositories/users.js';
 import { describeEachDialect, testServer, type TestServer } from '../_helpers/server.js';
 
 const MISSING = '01900000-0000-7000-8000-000000000000';
@@ -226,16 +227,38 @@ describeEachDialect('messages', (dialect) => {
 });
 
 describeEachDialect('messages to a deleted account', (dialect) => {
+  const storedIn = async (s: TestServer, chatId: string) =>
+    Number((await s.ctx.db.db.selectFrom('messages').select((eb) => eb.fn.countAll().as('n')).where('chat_id', '=', chatId).executeTakeFirstOrThrow()).n);
+
   it('sending to someone whose account is gone answers 404, by receiverId or chatId', async () => {
     const s = await testServer({ dialect });
     const api = new Api(s.app);
     const [a, b] = await Promise.all([api.register(), api.register()]);
     const first = await api.send(a, { receiverId: b.id });
+    // By chatId too, so this server has the chat's members in memory when the account goes.
+    await api.send(a, { chatId: first.chatId });
     expect((await api.request('DELETE', '/users/me', { token: b.token, body: { password: b.password } })).status).toBe(204);
     const byReceiver = await api.post('/messages', { receiverId: b.id, ...envelope() }, a.token);
     expect(byReceiver.status).toBe(404);
     const byChat = await api.post('/messages', { chatId: first.chatId, ...envelope() }, a.token);
     expect(byChat.status).toBe(404);
+    expect((await api.post('/messages', { chatId: first.chatId, receiverId: b.id, ...envelope() }, a.token)).status).toBe(400);
+    expect(await storedIn(s, first.chatId)).toBe(0); // the account's messages went with it; nothing new
+    await s.close();
+  });
+
+  it('an account deleted elsewhere (another instance): the store refuses a send this server still routes', async () => {
+    const s = await testServer({ dialect });
+    const api = new Api(s.app);
+    const [a, b] = await Promise.all([api.register(), api.register()]);
+    const first = await api.send(a, { receiverId: b.id });
+    await api.send(a, { chatId: first.chatId });
+    // Gone from the database without this server's account service knowing: its member list is stale.
+    await deleteUser(s.ctx.db.db, b.id);
+    const byChat = await api.post('/messages', { chatId: first.chatId, receiverId: b.id, ...envelope() }, a.token);
+    expect(byChat.status).toBe(404);
+    expect(byChat.body.error.message).toBe('receiver not found');
+    expect(await storedIn(s, first.chatId)).toBe(0); // the account's messages went with it; nothing new
     await s.close();
   });
 });

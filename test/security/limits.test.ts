@@ -207,6 +207,19 @@ describeEachDialect('rate limits', (dialect) => {
       expect((await srv.api.post('/messages', { chatId, ...envelope(16) }, pair.b.token)).status).toBe(201);
     });
 
+    it('T-RL-06: a retry of a stored message is answered with it (200) even while its sender is limited', async () => {
+      const [a, b] = [await from().register(), await from().register()];
+      const chatId = (await srv.api.chat(a, b)).id;
+      clock.freeze();
+      const first = await srv.api.post('/messages', { chatId, ...envelope(16), clientMessageId: 'rl-first' }, a.token);
+      expect(first.status).toBe(201);
+      for (let i = 1; i < LIMITS.sendsPerUser.burst; i++) expect((await srv.api.post('/messages', { chatId, ...envelope(16) }, a.token)).status).toBe(201);
+      expectRateLimited(await srv.api.post('/messages', { chatId, ...envelope(16), clientMessageId: 'rl-new' }, a.token), 'sendsPerUser', 'REST');
+      const retry = await unchanged(srv, () => srv.api.post('/messages', { chatId, ...envelope(16), clientMessageId: 'rl-first' }, a.token));
+      expect(retry.status).toBe(200);
+      expect(retry.body.id).toBe(first.body.id);
+    });
+
     it(`T-RL-06: ciphertext bytes per user → 429 after ${LIMITS.sendBytesPerUser.burst} bytes`, async () => {
       const [a, b] = [await from().register(), await from().register()];
       const chatId = (await srv.api.chat(a, b)).id;

@@ -68,28 +68,25 @@ export async function memberIds(db: Kysely<Schema>, chatId: string): Promise<str
   return (await membersQ.all(db, { chatId })).map((r) => r.user_id);
 }
 
-type AdvanceArgs = { chatId: string; messageId: string; now: number };
-const advanceQ = (establish: boolean) =>
-  prepared<AdvanceArgs, { last_seq: number }>((db, arg) =>
+type SettleArgs = { chatId: string; seq: number; messageId: string; now: number };
+const settleQ = (establish: boolean) =>
+  prepared<SettleArgs, never>((db, arg) =>
     db
       .updateTable('chats')
-      .set((eb) => ({
-        last_seq: eb('last_seq', '+', 1),
+      .set({
+        last_seq: arg('seq'),
         last_message_id: arg('messageId'),
         last_activity_at: arg('now'),
         ...(establish ? { encryption_status: 'established' as const } : {}),
-      }))
-      .where('id', '=', arg('chatId'))
-      .returning('last_seq'),
+      })
+      .where('id', '=', arg('chatId')),
   );
-const advanceKeepQ = advanceQ(false);
-const advanceEstablishQ = advanceQ(true);
+const settleKeepQ = settleQ(false);
+const settleEstablishQ = settleQ(true);
 
-/** Allocates the next per-chat sequence number and records the chat's latest message, atomically. */
-export async function advanceChat(db: Kysely<Schema>, chatId: string, messageId: string, now: number, establishesEncryption: boolean): Promise<number> {
-  const row = await (establishesEncryption ? advanceEstablishQ : advanceKeepQ).first(db, { chatId, messageId, now });
-  if (!row) throw new Error('chat vanished');
-  return Number(row.last_seq);
+/** Records a chat's latest message and the sequence number it took (SQLite's single writer). */
+export async function settleChat(db: Kysely<Schema>, chatId: string, seq: number, messageId: string, now: number, establishesEncryption: boolean): Promise<void> {
+  await (establishesEncryption ? settleEstablishQ : settleKeepQ).execute(db, { chatId, seq, messageId, now });
 }
 
 type UnreadArgs = { chatId: string; userId: string };

@@ -2,15 +2,11 @@ import type { Kysely, Selectable } from 'kysely';
 import { dialectOf } from '../dialect.js';
 import { prepared } from '../prepared.js';
 import { MESSAGE_COLUMNS, type MessagesTable, type Schema } from '../schema.js';
-import { advanceChat, changeUnread } from './chats.js';
-import { nextEventSeq } from './events.js';
+import { changeUnread, settleChat } from './chats.js';
 
 export type MessageRow = Selectable<MessagesTable>;
 export type MessageStatus = MessageRow['status'];
 
-const insertQ = prepared<MessageRow, never>((db, arg) =>
-  db.insertInto('messages').values(Object.fromEntries(MESSAGE_COLUMNS.map((c) => [c, arg(c)])) as unknown as MessageRow),
-);
 const byIdQ = prepared<{ id: string }, MessageRow>((db, arg) => db.selectFrom('messages').selectAll().where('id', '=', arg('id')));
 const byClientIdQ = prepared<{ senderId: string; clientMessageId: string }, MessageRow>((db, arg) =>
   db.selectFrom('messages').selectAll().where('sender_id', '=', arg('senderId')).where('client_message_id', '=', arg('clientMessageId')),
@@ -66,26 +62,65 @@ const storePgKeepQ = storePgQ(false);
 const storePgEstablishQ = storePgQ(true);
 
 /**
+ * SQLite: the insert takes its numbers from the chat and the receiver's mailbox, and a retry with a
+ * `clientMessageId` already used by this sender inserts nothing (so a duplicate is no error: an
+ * error would make the commit group start over with savepoints). No row back means a duplicate or
+ * a receiver whose account is gone. The counters are then set to the numbers the row took.
+ */
+const placeSqliteQ = prepared<StoreArgs, { seq: number; receiver_seq: number }>((db, arg) =>
+  db
+    .insertInto('messages')
+    .columns([...MESSAGE_COLUMNS])
+    .expression(
+      db
+        .selectFrom(['chats as c', 'mailboxes as mb'])
+        .select((eb) =>
+          MESSAGE_COLUMNS.map((col) =>
+            col === 'seq'
+              ? eb('c.last_seq', '+', 1).as(col)
+              : col === 'receiver_seq'
+                ? eb('mb.last_seq', '+', 1).as(col)
+                : eb.val(arg(col)).as(col),
+          ),
+        )
+        .where('c.id', '=', arg('chat_id'))
+        .where('mb.user_id', '=', arg('receiver_id')) as never,
+    )
+    .onConflict((oc) => oc.columns(['sender_id', 'client_message_id']).doNothing())
+    .returning(['seq', 'receiver_seq']),
+);
+const settleMailboxQ = prepared<{ userId: string; seq: number }, never>((db, arg) =>
+  db.updateTable('mailboxes').set({ last_seq: arg('seq') }).where('user_id', '=', arg('userId')),
+);
+
+export type StoreOutcome = { stored: true } | { stored: false; earlier: MessageRow | undefined };
+
+/**
  * Stores a message inside a transaction and moves its counters: the chat's `seq` (and its latest
  * message), the receiver's log position (`receiver_seq`: the row is their message.new event) and
- * their unread count. Fills in `row.seq` and `row.receiver_seq`; false when the receiver's account
- * is gone (on SQLite; on PostgreSQL the foreign key fails the statement).
+ * their unread count. Fills in `row.seq` and `row.receiver_seq`. Not stored: `earlier` is the
+ * sender's message with the same `clientMessageId`, or undefined when the receiver's account is
+ * gone. PostgreSQL reports both as errors instead (unique and foreign key violations).
  */
-export async function storeMessage(db: Kysely<Schema>, row: MessageRow, establishesEncryption: boolean): Promise<boolean> {
+export async function storeMessage(db: Kysely<Schema>, row: MessageRow, establishesEncryption: boolean): Promise<StoreOutcome> {
   if (dialectOf(db) === 'postgres') {
     const placed = await (establishesEncryption ? storePgEstablishQ : storePgKeepQ).first(db, row);
-    if (!placed) return false;
+    if (!placed) return { stored: false, earlier: undefined };
     row.seq = Number(placed.seq);
     row.receiver_seq = Number(placed.receiver_seq);
-    return true;
+    return { stored: true };
   }
-  row.seq = await advanceChat(db, row.chat_id, row.id, row.created_at, establishesEncryption);
-  const logSeq = await nextEventSeq(db, row.receiver_id);
-  if (logSeq === undefined) return false;
-  row.receiver_seq = logSeq;
-  await insertQ.execute(db, row);
+  const placed = await placeSqliteQ.first(db, row);
+  if (!placed) {
+    const earlier = row.client_message_id === null ? undefined : await findMessageByClientId(db, row.sender_id, row.client_message_id);
+    return { stored: false, earlier };
+  }
+  row.seq = Number(placed.seq);
+  row.receiver_seq = Number(placed.receiver_seq);
+  await settleChat(db, row.chat_id, row.seq, row.id, row.created_at, establishesEncryption);
+  await settleMailboxQ.execute(db, { userId: row.receiver_id, seq: row.receiver_seq });
   await changeUnread(db, row.chat_id, row.receiver_id, 1);
-  return true;
+  return { stored: true };
 }
 
 export function findMessageById(db: Kysely<Schema>, id: string): Promise<MessageRow | undefined> {

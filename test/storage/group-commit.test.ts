@@ -1,0 +1,86 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { sql } from 'kysely';
+import pino from 'pino';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { createDatabase, type Database } from '../../src/storage/db.js';
+
+// SQLite group commit on a file database: a group's units run in slices with turns of the event
+// loop between them, inside one open transaction; units that arrive meanwhile join it.
+let dir: string;
+let db: Database;
+
+beforeAll(async () => {
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'safechat-group-'));
+  db = await createDatabase({ kind: 'sqlite', path: path.join(dir, 'db.sqlite'), synchronous: 'NORMAL' }, pino({ level: 'silent' }));
+  await db.transaction((tx) => sql`create table t (id integer primary key, v text not null)`.execute(tx.db));
+});
+afterAll(async () => {
+  await db.close();
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+const busy = (ms: number) => {
+  const end = performance.now() + ms;
+  while (performance.now() < end);
+};
+const count = async () => Number((await sql<{ n: number }>`select count(*) as n from t`.execute(db.db)).rows[0]!.n);
+
+it('a long group lets the event loop run between slices, and takes in units that arrive meanwhile', async () => {
+  const before = await count();
+  // Turns of the event loop, counted by an immediate that re-arms itself.
+  let turns = 0;
+  let ticking = true;
+  const tick = () => {
+    turns++;
+    if (ticking) setImmediate(tick);
+  };
+  setImmediate(tick);
+  // 30 units of 1 ms each: several slices of work, well inside one group's budget.
+  let firstAnswered = false;
+  const turnAt: number[] = [];
+  const units = Array.from({ length: 30 }, (_, i) =>
+    db.transaction(async (tx) => {
+      turnAt[i] = turns;
+      busy(1);
+      await sql`insert into t (v) values (${`unit-${i}`})`.execute(tx.db);
+    }),
+  );
+  void units[0]!.then(() => (firstAnswered = true));
+  // Queued behind the group's first turn: it arrives while the group is under way.
+  const late = new Promise<{ answeredBefore: boolean; visibleToReaders: number }>((resolve, reject) => {
+    setImmediate(() => {
+      db.transaction(async (tx) => {
+        await sql`insert into t (v) values ('late')`.execute(tx.db);
+        // Same transaction as the 30: none of them is answered yet, and readers see none of it.
+        return { answeredBefore: firstAnswered, visibleToReaders: (await count()) - before };
+      }).then(resolve, reject);
+    });
+  });
+  await Promise.all(units);
+  const seen = await late;
+  ticking = false;
+
+  expect(seen).toEqual({ answeredBefore: false, visibleToReaders: 0 });
+  expect(await count()).toBe(before + 31);
+  // The loop turned while the group ran (8 ms slices of 30 ms of work); one slice would be 0.
+  expect(turnAt[29]! - turnAt[0]!).toBeGreaterThanOrEqual(2);
+});
+
+it('a unit that fails rolls back alone, also in a sliced group', async () => {
+  const before = await count();
+  const results = await Promise.allSettled(
+    Array.from({ length: 40 }, (_, i) =>
+      db.transaction(async (tx) => {
+        busy(0.5);
+        await sql`insert into t (v) values (${`s-${i}`})`.execute(tx.db);
+        if (i === 25) throw new Error('unit 25 refuses');
+      }),
+    ),
+  );
+  expect(results.filter((r) => r.status === 'rejected')).toHaveLength(1);
+  expect(await count()).toBe(before + 39);
+  const rows = (await sql<{ v: string }>`select v from t where v = 's-25'`.execute(db.db)).rows;
+  expect(rows).toEqual([]);
+});

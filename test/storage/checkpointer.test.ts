@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -71,4 +72,22 @@ it('without it (the control), the WAL holds everything and the database file sta
   } finally {
     db.close();
   }
+});
+
+it('closing the database waits for the thread even when nothing else keeps the process alive', () => {
+  // The thread is unref'd while it runs; a script whose last step is closing the database must
+  // still wait for it and exit normally (it used to end with 13: "unsettled top-level await").
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'safechat-ckpt-'));
+  dirs.push(dir);
+  const script = [
+    `import pino from ${JSON.stringify(path.resolve('node_modules/pino/pino.js'))};`,
+    `import { createDatabase } from ${JSON.stringify(path.resolve('src/storage/db.ts'))};`,
+    `const db = await createDatabase({ kind: 'sqlite', path: ${JSON.stringify(path.join(dir, 'db.sqlite'))}, synchronous: 'FULL' }, pino({ level: 'silent' }));`,
+    `await db.close();`,
+    `console.log('closed');`,
+  ].join('\n');
+  const file = path.join(dir, 'close.mjs');
+  fs.writeFileSync(file, script);
+  const run = spawnSync(process.execPath, ['--import', 'tsx', file], { encoding: 'utf8', timeout: 30_000 });
+  expect({ status: run.status, out: run.stdout.trim() }).toEqual({ status: 0, out: 'closed' });
 });

@@ -1,3 +1,5 @@
+import { EventEmitter } from 'node:events';
+import type { Server } from 'node:http';
 import cors from '@fastify/cors';
 import helmet from '@fastify/helmet';
 import websocket from '@fastify/websocket';
@@ -17,7 +19,7 @@ import { keyRoutes } from './http/routes/keys.js';
 import { messageRoutes } from './http/routes/messages.js';
 import { opsRoutes } from './http/routes/ops.js';
 import { userRoutes } from './http/routes/users.js';
-import { registerGateway } from './ws/gateway.js';
+import { paceUpgrades, registerGateway } from './ws/gateway.js';
 
 /**
  * Largest request body and WebSocket frame: room for the largest allowed ciphertext in base64
@@ -94,13 +96,17 @@ export async function createApp(ctx: AppContext): Promise<FastifyInstance> {
     maxAge: 600,
   });
   await registerOpenApi(app);
+  // The plugin listens for upgrades on this emitter, which paceUpgrades feeds from the server.
+  const upgrades = new EventEmitter();
   await app.register(websocket, {
-    options: { maxPayload: envelopeLimit, perMessageDeflate: false, clientTracking: false },
+    options: { server: upgrades as unknown as Server, maxPayload: envelopeLimit, perMessageDeflate: false, clientTracking: false },
   });
+  const stopUpgrades = paceUpgrades(app.server, upgrades);
 
   // Sockets first: an HTTP server does not finish closing while upgraded sockets stay open.
   let idleSweep: NodeJS.Timeout | null = null;
   app.addHook('preClose', async () => {
+    stopUpgrades();
     ctx.hub.shutdown(CLOSE.goingAway, 'server closing');
     // A keep-alive connection whose request was still running when close began would idle on
     // until keepAliveTimeout and hold the close up; each is closed as soon as it is idle.

@@ -49,6 +49,8 @@ function hashToken(token: string): string {
 export class TokenService {
   private sink: SessionSink | null = null;
   private readonly verified = new Map<string, AccessClaims>();
+  /** The secret imported once: jose imports a raw Uint8Array key again on every sign and verify. */
+  private key: Promise<CryptoKey> | null = null;
 
   constructor(
     private readonly db: Database,
@@ -170,10 +172,15 @@ export class TokenService {
     return claims;
   }
 
+  private hmacKey(): Promise<CryptoKey> {
+    this.key ??= crypto.subtle.importKey('raw', new Uint8Array(this.secret), { name: 'HMAC', hash: 'SHA-256' }, false, ['sign', 'verify']);
+    return this.key;
+  }
+
   private async verifySignature(token: string): Promise<AccessClaims> {
     try {
       const nowSec = Math.floor(this.clock.now() / 1000);
-      const { payload } = await jwtVerify(token, this.secret, {
+      const { payload } = await jwtVerify(token, await this.hmacKey(), {
         algorithms: [ALG],
         issuer: this.cfg.issuer,
         audience: this.cfg.audience,
@@ -210,7 +217,7 @@ export class TokenService {
     return token;
   }
 
-  private signAccess(userId: string, familyId: string, nowMs: number): Promise<string> {
+  private async signAccess(userId: string, familyId: string, nowMs: number): Promise<string> {
     const iat = Math.floor(nowMs / 1000);
     return new SignJWT({ sid: familyId })
       .setProtectedHeader({ alg: ALG, typ: ACCESS_TYP })
@@ -220,6 +227,6 @@ export class TokenService {
       .setIssuedAt(iat)
       .setExpirationTime(iat + this.cfg.accessTtlSec)
       .setJti(randomBytes(16).toString('base64url'))
-      .sign(this.secret);
+      .sign(await this.hmacKey());
   }
 }

@@ -38,11 +38,11 @@ it('admits perTurn callers per turn of the event loop, in order, with timers ser
 
   expect(order).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
   // Groups of three, each in a later turn than the one before.
-  const groups = [[3, 4, 5], [6, 7, 8], [9]].map((g) => new Set(g.map((i) => turnOf.get(i))));
+  const groups = [[3, 4, 5], [6, 7, 8], [9]].map((g) => new Set(g.map((i) => turnOf.get(i)!)));
   for (const g of groups) expect(g.size).toBe(1);
   const [a, b, c] = groups.map((g) => [...g][0]!);
-  expect(a).toBeLessThan(b);
-  expect(b).toBeLessThan(c);
+  expect(a).toBeLessThan(b!);
+  expect(b).toBeLessThan(c!);
   // The timer set before the burst ran before the burst was through.
   expect(timerAt).toBeGreaterThan(-1);
   expect(timerAt).toBeLessThan(10);

@@ -56,8 +56,13 @@ export async function insertEvent(db: Kysely<Schema>, row: EventRow): Promise<vo
   await insertQ.execute(db, row);
 }
 
+const headQ = prepared<{ userId: string }, { last_seq: number; pruned_through: number }>((db, arg) =>
+  db.selectFrom('mailboxes').select(['last_seq', 'pruned_through']).where('user_id', '=', arg('userId')),
+);
+
+/** Where the user's log stands; every socket start asks. */
 export async function mailboxHead(db: Kysely<Schema>, userId: string): Promise<{ lastSeq: number; prunedThrough: number } | undefined> {
-  const row = await db.selectFrom('mailboxes').select(['last_seq', 'pruned_through']).where('user_id', '=', userId).executeTakeFirst();
+  const row = await headQ.first(db, { userId });
   return row ? { lastSeq: Number(row.last_seq), prunedThrough: Number(row.pruned_through) } : undefined;
 }
 

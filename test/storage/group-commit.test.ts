@@ -84,3 +84,25 @@ it('a unit that fails rolls back alone, also in a sliced group', async () => {
   const rows = (await sql<{ v: string }>`select v from t where v = 's-25'`.execute(db.db)).rows;
   expect(rows).toEqual([]);
 });
+
+it('a large group answers its callers over several turns, in order', async () => {
+  let turns = 0;
+  let ticking = true;
+  const tick = () => {
+    turns++;
+    if (ticking) setImmediate(tick);
+  };
+  setImmediate(tick);
+  const answered: { i: number; turn: number }[] = [];
+  // 300 cheap units: one group, committed once, answered 128 per turn.
+  await Promise.all(
+    Array.from({ length: 300 }, (_, i) =>
+      db
+        .transaction((tx) => sql`insert into t (v) values (${`answer-${i}`})`.execute(tx.db))
+        .then(() => answered.push({ i, turn: turns })),
+    ),
+  );
+  ticking = false;
+  expect(answered.map((a) => a.i)).toEqual(Array.from({ length: 300 }, (_, i) => i));
+  expect(new Set(answered.map((a) => a.turn)).size).toBeGreaterThanOrEqual(3);
+});

@@ -5,6 +5,7 @@ import { sql } from 'kysely';
 import pino from 'pino';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { createDatabase, type Database } from '../../src/storage/db.js';
+import { turnCounter } from '../_helpers/turns.js';
 
 // SQLite group commit on a file database: a group's units run in slices with turns of the event
 // loop between them, inside one open transaction; units that arrive meanwhile join it.
@@ -29,20 +30,13 @@ const count = async () => Number((await sql<{ n: number }>`select count(*) as n 
 
 it('a long group lets the event loop run between slices, and takes in units that arrive meanwhile', async () => {
   const before = await count();
-  // Turns of the event loop, counted by an immediate that re-arms itself.
-  let turns = 0;
-  let ticking = true;
-  const tick = () => {
-    turns++;
-    if (ticking) setImmediate(tick);
-  };
-  setImmediate(tick);
+  const turns = turnCounter();
   // 30 units of 1 ms each: several slices of work, well inside one group's budget.
   let firstAnswered = false;
   const turnAt: number[] = [];
   const units = Array.from({ length: 30 }, (_, i) =>
     db.transaction(async (tx) => {
-      turnAt[i] = turns;
+      turnAt[i] = turns.now();
       busy(1);
       await sql`insert into t (v) values (${`unit-${i}`})`.execute(tx.db);
     }),
@@ -60,7 +54,7 @@ it('a long group lets the event loop run between slices, and takes in units that
   });
   await Promise.all(units);
   const seen = await late;
-  ticking = false;
+  turns.stop();
 
   expect(seen).toEqual({ answeredBefore: false, visibleToReaders: 0 });
   expect(await count()).toBe(before + 31);
@@ -86,23 +80,17 @@ it('a unit that fails rolls back alone, also in a sliced group', async () => {
 });
 
 it('a large group answers its callers over several turns, in order', async () => {
-  let turns = 0;
-  let ticking = true;
-  const tick = () => {
-    turns++;
-    if (ticking) setImmediate(tick);
-  };
-  setImmediate(tick);
+  const turns = turnCounter();
   const answered: { i: number; turn: number }[] = [];
   // 300 cheap units: one group, committed once, answered 128 per turn.
   await Promise.all(
     Array.from({ length: 300 }, (_, i) =>
       db
         .transaction((tx) => sql`insert into t (v) values (${`answer-${i}`})`.execute(tx.db))
-        .then(() => answered.push({ i, turn: turns })),
+        .then(() => answered.push({ i, turn: turns.now() })),
     ),
   );
-  ticking = false;
+  turns.stop();
   expect(answered.map((a) => a.i)).toEqual(Array.from({ length: 300 }, (_, i) => i));
   expect(new Set(answered.map((a) => a.turn)).size).toBeGreaterThanOrEqual(3);
 });

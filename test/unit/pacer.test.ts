@@ -1,17 +1,6 @@
 import { expect, it } from 'vitest';
 import { Pacer } from '../../src/util/pacer.js';
-
-/** Counts turns of the event loop: an immediate that re-arms itself runs once per turn. */
-function turnCounter(): { now: () => number; stop: () => void } {
-  let turns = 0;
-  let on = true;
-  const tick = () => {
-    turns++;
-    if (on) setImmediate(tick);
-  };
-  setImmediate(tick);
-  return { now: () => turns, stop: () => (on = false) };
-}
+import { turnCounter } from '../_helpers/turns.js';
 
 it('admits perTurn callers per turn of the event loop, in order, with timers served in between', async () => {
   const pacer = new Pacer(3);

@@ -96,7 +96,7 @@ const GROUP_BUDGET_MS = 50;
  * A group's units run in slices of this much work, with a turn of the event loop between them
  * (the transaction stays open): frames that arrive meanwhile are read and their units join the
  * same group. Groups stay large (few pages written per message) while no turn of the loop waits
- * for more than a slice (decision 0010).
+ * for more than a slice (decision 0011).
  */
 const SLICE_MS = 8;
 /**

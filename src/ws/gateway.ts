@@ -45,6 +45,8 @@ export function paceUpgrades(
   let stopped = false;
   const onUpgrade = (request: unknown, socket: Duplex, head: Buffer) => {
     if (pacer.queued >= limits.maxWaiting) {
+      // Node removed its own error listener before 'upgrade': a reset must not throw.
+      socket.on('error', dropOnError);
       socket.end(BUSY_RESPONSE);
       return;
     }

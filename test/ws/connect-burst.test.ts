@@ -37,6 +37,8 @@ it('upgrades reach the WebSocket layer a few per turn, in order; past the waitin
     expect(JSON.parse(body!)).toEqual({ error: { code: 'unavailable', message: expect.any(String) } });
   }
   expect(sockets.slice(0, 7).every((s) => s.written === '')).toBe(true);
+  // A turned-away socket that is reset does not throw (no unhandled 'error').
+  sockets[11]!.emit('error', new Error('ECONNRESET'));
 
   // After stop (shutdown), what still waits is closed, and nothing more is taken.
   const late = [new FakeSocket(), new FakeSocket(), new FakeSocket()];

@@ -7,6 +7,7 @@
  *   npm run bench -- --quick                       # ≈ 1 minute (1½ with PostgreSQL + Redis): CI
  *   npm run bench -- --scenarios ws-send           # one scenario (+ the relay, for its ratios)
  *   npm run bench -- --scenarios ws-send --profile # and a CPU profile of the server, top self time printed
+ *   npm run bench -- --scenarios ws-send --trace   # and the server's long event-loop turns (bench/trace.mjs)
  *
  * Scenarios: relay, ws-send, rest-send, idle-relay, idle, ws-send-pg (TEST_DATABASE_URL),
  * ws-send-redis (TEST_DATABASE_URL + TEST_REDIS_URL). Default: all that can run here.
@@ -14,7 +15,7 @@
  * Flags: --quick, --scenarios a,b, --no-relay (do not add the relay to --scenarios), --users N,
  * --duration S (measured seconds per phase), --warmup S, --window W (closed loop: messages in
  * flight per user), --contacts K, --rates 1000,5000, --idle-sockets N, --burst N, --profile,
- * --no-pin, --out FILE.
+ * --trace, --no-pin, --out FILE.
  *
  * Exits non-zero when any message is lost, unacknowledged, duplicated, out of order, misrouted or
  * refused for good, when an idle socket is dropped, or when a scenario cannot run — never because
@@ -34,6 +35,7 @@ import { formatProfile, summarizeProfile, type ProfileSummary } from './profile.
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const RESULTS = path.join(ROOT, 'bench', 'results');
 const PROFILES = path.join(RESULTS, 'profiles');
+const TRACES = path.join(RESULTS, 'traces');
 const ALL: ScenarioName[] = ['relay', 'ws-send', 'rest-send', 'idle-relay', 'idle', 'ws-send-pg', 'ws-send-redis'];
 
 // ---------------------------------------------------------------- options
@@ -51,6 +53,7 @@ interface Options {
   idleUsers: number;
   burst: number;
   profile: boolean;
+  trace: boolean;
   pin: boolean;
   out: string;
   drainTimeoutS: number;
@@ -66,7 +69,7 @@ function parseArgs(argv: string[]): Options {
     else if (argv[i + 1] !== undefined && !argv[i + 1]!.startsWith('--')) flags.set(a.slice(2), argv[++i]!);
     else flags.set(a.slice(2), true);
   }
-  const known = ['quick', 'scenarios', 'no-relay', 'users', 'duration', 'warmup', 'window', 'contacts', 'rates', 'idle-sockets', 'burst', 'profile', 'no-pin', 'out', 'help'];
+  const known = ['quick', 'scenarios', 'no-relay', 'users', 'duration', 'warmup', 'window', 'contacts', 'rates', 'idle-sockets', 'burst', 'profile', 'trace', 'no-pin', 'out', 'help'];
   for (const k of flags.keys()) if (!known.includes(k)) throw new Error(`unknown flag --${k} (known: ${known.map((x) => `--${x}`).join(' ')})`);
   if (flags.has('help')) {
     console.log(fs.readFileSync(fileURLToPath(import.meta.url), 'utf8').split('*/')[0]);
@@ -110,6 +113,7 @@ function parseArgs(argv: string[]): Options {
     idleUsers: quick ? 10 : 50,
     burst: num('burst', quick ? 500 : 2000),
     profile: flags.has('profile'),
+    trace: flags.has('trace'),
     pin: !flags.has('no-pin'),
     out: typeof flags.get('out') === 'string' ? path.resolve(flags.get('out') as string) : path.join(RESULTS, 'latest.json'),
     drainTimeoutS: quick ? 20 : 60,
@@ -285,6 +289,13 @@ function profileArgs(name: string, opts: Options): string[] {
   return ['--cpu-prof', `--cpu-prof-dir=${dir}`];
 }
 
+/** `--trace`: node arguments and environment that preload bench/trace.mjs, writing to traces/<name>.log. */
+function traceSetup(name: string, opts: Options): { args: string[]; env: NodeJS.ProcessEnv } {
+  if (!opts.trace) return { args: [], env: {} };
+  fs.mkdirSync(TRACES, { recursive: true });
+  return { args: ['--import', path.join(ROOT, 'bench', 'trace.mjs')], env: { BENCH_TRACE_FILE: path.join(TRACES, `${name}.log`) } };
+}
+
 /** The main thread's profile: the largest file in the process's directory. */
 function mainProfile(name: string): string | null {
   const dir = profileDir(name);
@@ -300,7 +311,8 @@ function mainProfile(name: string): string | null {
 async function startRelay(name: string, opts: Options, tmp: string, serverCore: number | null): Promise<Target> {
   const port = await freePort();
   const logFile = path.join(tmp, `${name}.log`);
-  const child = startNode(name, [...profileArgs(name, opts), '--import', 'tsx', 'bench/relay.ts'], { ...baseEnv(), HOST: '127.0.0.1', PORT: String(port) }, serverCore, logFile);
+  const trace = traceSetup(name, opts);
+  const child = startNode(name, [...profileArgs(name, opts), ...trace.args, '--import', 'tsx', 'bench/relay.ts'], { ...baseEnv(), ...trace.env, HOST: '127.0.0.1', PORT: String(port) }, serverCore, logFile);
   const url = `http://127.0.0.1:${port}`;
   await waitHealthy(child, url);
   return { urls: [url], pids: [child.pid], children: [child], auxProcNames: [], logFiles: [logFile] };
@@ -334,7 +346,8 @@ async function startServers(name: string, opts: Options, tmp: string, serverCore
       ACCESS_TOKEN_TTL: '12h',
       ...(setup.redisUrl ? { REDIS_URL: setup.redisUrl } : {}),
     };
-    const child = startNode(`${name}#${i}`, [...profileArgs(`${name}-${i}`, opts), '--import', 'tsx', 'src/main.ts'], env, serverCore, logFile);
+    const trace = traceSetup(`${name}-${i}`, opts);
+    const child = startNode(`${name}#${i}`, [...profileArgs(`${name}-${i}`, opts), ...trace.args, '--import', 'tsx', 'src/main.ts'], { ...env, ...trace.env }, serverCore, logFile);
     target.children.push(child);
     target.pids.push(child.pid);
     target.logFiles.push(logFile);
@@ -796,6 +809,7 @@ async function main(): Promise<number> {
   if (opts.profile) {
     for (const r of results) for (const p of r.profiles ?? []) console.log(`\n${r.scenario}: ${formatProfile(p)}`);
   }
+  if (opts.trace) console.log(`\nlong event-loop turns of each server: ${path.relative(process.cwd(), TRACES)}/<scenario>-<instance>.log (bench/trace.mjs says how to read them)`);
   console.log(`\nresults: ${path.relative(process.cwd(), opts.out)} (${out.durationS} s)`);
   if (problems.length > 0) {
     console.log(`\nCORRECTNESS FAILED:\n  ${problems.join('\n  ')}`);

@@ -1,0 +1,48 @@
+// Preloaded into a server process by `npm run bench -- --trace` (node --import): writes one line
+// for every turn of the event loop longer than BENCH_TRACE_MS (40 by default) to BENCH_TRACE_FILE,
+// with what the turn held: GC time, the process's CPU time (all threads), HTTP requests and
+// WebSocket upgrades that arrived. A turn with CPU ≈ its length and no requests, upgrades or GC
+// is the server's own work (a commit group, its answers); CPU well below it means the main
+// thread waited for a core. Plain JavaScript, Node built-ins only, so it loads anywhere.
+import fs from 'node:fs';
+import http from 'node:http';
+import { PerformanceObserver, performance } from 'node:perf_hooks';
+import { isMainThread } from 'node:worker_threads';
+
+const file = process.env.BENCH_TRACE_FILE;
+const minMs = Number(process.env.BENCH_TRACE_MS ?? 40);
+// Not in tsx's loader thread, which runs the preloads too.
+if (file && isMainThread) {
+  const out = fs.openSync(file, 'w');
+  const start = performance.now();
+  fs.writeSync(out, 'at_ms turn_ms gc_ms cpu_ms requests upgrades\n');
+  const seen = { request: 0, upgrade: 0 };
+  const emit = http.Server.prototype.emit;
+  http.Server.prototype.emit = function (event, ...args) {
+    if (event === 'request' || event === 'upgrade') seen[event]++;
+    return emit.call(this, event, ...args);
+  };
+  let gcMs = 0;
+  new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) gcMs += e.duration;
+  }).observe({ entryTypes: ['gc'] });
+  const cpu = () => {
+    const u = process.cpuUsage();
+    return (u.user + u.system) / 1000;
+  };
+  let last = performance.now();
+  let lastCpu = cpu();
+  setInterval(() => {
+    const now = performance.now();
+    const c = cpu();
+    if (now - last > minMs) {
+      const row = [now - start, now - last, gcMs, c - lastCpu].map((v) => v.toFixed(1));
+      fs.writeSync(out, `${row.join(' ')} ${seen.request} ${seen.upgrade}\n`);
+    }
+    last = now;
+    lastCpu = c;
+    gcMs = 0;
+    seen.request = 0;
+    seen.upgrade = 0;
+  }, 2).unref();
+}

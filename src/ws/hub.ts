@@ -138,13 +138,15 @@ export class Hub implements EventSink, SessionSink {
     this.heartbeatTimer.unref();
   }
 
-  /** Closes every socket (shutdown: 1012 tells clients to reconnect, elsewhere or later). */
   /** Closes every open socket; clients reconnect and resume (also used to simulate a lost network). */
   closeAll(code: number, reason: string): void {
     for (const conn of [...this.open]) conn.close(code, reason);
   }
 
-  /** Shutdown: closes every socket and turns away any that opens from now on. */
+  /**
+   * Shutdown: closes every socket and turns away any that opens from now on (1012 tells clients
+   * to reconnect, elsewhere or later).
+   */
   shutdown(code: number, reason: string): void {
     this.closing ??= { code, reason };
     if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);

@@ -17,8 +17,9 @@ type StoreArgs = Omit<MessageRow, 'seq' | 'receiver_seq'>;
 /**
  * PostgreSQL: the whole send in one statement (one round trip instead of four). Every part is
  * atomic with the insert: a chat or mailbox that is gone leaves a NULL that the insert's NOT NULL
- * or foreign key refuses, failing the statement. The locks are taken in the same order as the
- * statement-by-statement path (chat, then the receiver's mailbox, then their member row).
+ * or foreign key refuses, failing the statement, and so does a repeated `clientMessageId` (the
+ * unique key; the caller then reads the original). Row locks are always taken in one order: the
+ * chat, the receiver's mailbox, their member row.
  */
 const storePgQ = (establish: boolean) =>
   prepared<StoreArgs, { seq: number; receiver_seq: number }>((db, arg) =>

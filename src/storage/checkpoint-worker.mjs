@@ -8,8 +8,14 @@ const STOP = 1; // 1: closing
 const WANTS_QUIET = 2; // 1: the WAL is long; the writer should pause for a catch-up pass
 const CATCH_UP = 3; // 1: the writer has paused and waits for this pass
 
+const LAST_COPIED = 4; // frames the last pass copied (for tests)
+/** Passes in a row, at most, while converging before a pause (the writer may outrun them). */
+const MAX_BACK_TO_BACK = 4;
+
 const flags = new Int32Array(workerData.signal);
 const db = new Database(workerData.path);
+let lastCheckpointed = 0;
+let backToBack = 0;
 
 for (;;) {
   Atomics.wait(flags, WORK, 0);
@@ -19,10 +25,23 @@ for (;;) {
   try {
     // PASSIVE: copies what it can and syncs the database file without waiting for the writer or
     // readers, never blocking them.
-    const [{ log }] = db.pragma('wal_checkpoint(PASSIVE)');
+    const [{ log, checkpointed }] = db.pragma('wal_checkpoint(PASSIVE)');
+    // What this pass copied (if the WAL started over since the last pass, everything it copied).
+    const copied = checkpointed >= lastCheckpointed && log >= lastCheckpointed ? checkpointed - lastCheckpointed : checkpointed;
+    lastCheckpointed = checkpointed;
+    Atomics.store(flags, LAST_COPIED, copied);
     // With commits every few milliseconds the WAL is never wholly copied at the moment a write
-    // begins, so SQLite never starts it over: past the threshold, ask the writer for a pause.
-    Atomics.store(flags, WANTS_QUIET, !catchUp && log >= workerData.restartFrames ? 1 : 0);
+    // begins, so SQLite never starts it over: past the threshold, ask the writer for a pause. The
+    // pause lasts one pass over what is left, mostly the database fsync of the pages it copies, so
+    // passes first run back to back until one has copied little (what the writer added meanwhile).
+    const long = !catchUp && log >= workerData.restartFrames;
+    if (long && copied > workerData.quietFrames && backToBack < MAX_BACK_TO_BACK) {
+      backToBack++;
+      Atomics.store(flags, WORK, 1);
+      continue;
+    }
+    backToBack = 0;
+    Atomics.store(flags, WANTS_QUIET, long ? 1 : 0);
   } catch (err) {
     parentPort.postMessage({ error: err instanceof Error ? err.message : String(err) });
   }

@@ -5,6 +5,7 @@ const WORK = 0;
 const STOP = 1;
 const WANTS_QUIET = 2;
 const CATCH_UP = 3;
+const LAST_COPIED = 4;
 /** A catch-up pass that takes longer than this is not waited for (writes resume; the WAL just grows). */
 const CATCH_UP_WAIT_MS = 250;
 
@@ -21,12 +22,17 @@ const CATCH_UP_WAIT_MS = 250;
  * worse: they held it for 15–170 ms, waiting in SQLite's coarse busy-handler sleeps.
  */
 export class Checkpointer {
-  private readonly flags = new Int32Array(new SharedArrayBuffer(16));
+  private readonly flags = new Int32Array(new SharedArrayBuffer(20));
   private readonly worker: Worker;
   private readonly exited: Promise<void>;
   private caughtUp: (() => void) | null = null;
 
-  constructor(file: string, log: Logger, opts: { intervalMs: number; restartFrames: number }) {
+  /**
+   * `intervalMs`: at most one pass per interval; a longer one copies a page rewritten many times
+   * once. `restartFrames`: past this WAL length the writer is asked for a pause. `quietFrames`:
+   * before that, passes run back to back until one copied at most this many frames.
+   */
+  constructor(file: string, log: Logger, opts: { intervalMs: number; restartFrames: number; quietFrames: number }) {
     this.worker = new Worker(new URL('./checkpoint-worker.mjs', import.meta.url), {
       workerData: { path: file, signal: this.flags.buffer, ...opts },
     });
@@ -56,6 +62,11 @@ export class Checkpointer {
   /** The WAL is long: the writer should call `catchUp` before its next transaction. */
   get wantsQuiet(): boolean {
     return Atomics.load(this.flags, WANTS_QUIET) === 1;
+  }
+
+  /** Frames the thread's last pass copied into the database file. */
+  get lastCopied(): number {
+    return Atomics.load(this.flags, LAST_COPIED);
   }
 
   /** Resolves when the thread has copied the whole WAL (the caller writes nothing meanwhile). */

@@ -45,7 +45,7 @@ it('copies the WAL into the database file off the writer thread and keeps the WA
   dirs.push(dir);
   const file = path.join(dir, 'db.sqlite');
   const db = writerAt(file);
-  const checkpointer = new Checkpointer(file, pino({ level: 'silent' }), { intervalMs: 5, restartFrames: 200 });
+  const checkpointer = new Checkpointer(file, pino({ level: 'silent' }), { intervalMs: 5, restartFrames: 200, quietFrames: 50 });
   try {
     await commitMany(db, checkpointer);
     // 8,000 rows of 1 KB: ~8 MB went through the WAL.
@@ -90,4 +90,32 @@ it('closing the database waits for the thread even when nothing else keeps the p
   fs.writeFileSync(file, script);
   const run = spawnSync(process.execPath, ['--import', 'tsx', file], { encoding: 'utf8', timeout: 30_000 });
   expect({ status: run.status, out: run.stdout.trim() }).toEqual({ status: 0, out: 'closed' });
+});
+
+it('before asking the writer for a pause, it copies until little is left (the pause then has little to do)', async () => {
+  // One burst of ~1,000 frames past a 200-frame threshold, then quiet. With convergence the thread
+  // passes again at once (not after its 10 s interval) and asks only after a pass that copied
+  // little; without it (the control) it asks right after the pass that copied the burst.
+  const askedAfter = async (quietFrames: number): Promise<number> => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'safechat-ckpt-'));
+    dirs.push(dir);
+    const file = path.join(dir, 'db.sqlite');
+    const db = writerAt(file);
+    const checkpointer = new Checkpointer(file, pino({ level: 'silent' }), { intervalMs: 10_000, restartFrames: 200, quietFrames });
+    try {
+      const insert = db.prepare('insert into t (body) values (?)');
+      const body = Buffer.alloc(1000, 7);
+      for (let c = 0; c < 50; c++) db.transaction(() => { for (let i = 0; i < 20; i++) insert.run(body); })();
+      checkpointer.poke();
+      const deadline = Date.now() + 5000;
+      while (!checkpointer.wantsQuiet && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+      expect(checkpointer.wantsQuiet).toBe(true);
+      return checkpointer.lastCopied;
+    } finally {
+      await checkpointer.close();
+      db.close();
+    }
+  };
+  expect(await askedAfter(50)).toBeLessThanOrEqual(50);
+  expect(await askedAfter(1e9)).toBeGreaterThan(500);
 });

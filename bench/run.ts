@@ -312,19 +312,19 @@ function mainProfile(name: string): string | null {
  * `npm start` after `node`: the benchmark starts the server exactly as production does, V8 flags
  * included. The relay gets the same runtime flags (the `--name=value` ones), so both run alike.
  */
-function startArgv(): string[] {
+const START_ARGV: string[] = (() => {
   const start = (JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { scripts: { start: string } }).scripts.start;
   const [node, ...argv] = start.trim().split(/\s+/);
   if (node !== 'node') throw new Error(`npm start must run node directly (it is "${start}")`);
   return argv;
-}
-const runtimeFlags = (): string[] => startArgv().filter((a) => /^--[\w-]+=/.test(a));
+})();
+const RUNTIME_FLAGS = START_ARGV.filter((a) => /^--[\w-]+=/.test(a));
 
 async function startRelay(name: string, opts: Options, tmp: string, serverCore: number | null): Promise<Target> {
   const port = await freePort();
   const logFile = path.join(tmp, `${name}.log`);
   const trace = traceSetup(name, opts);
-  const child = startNode(name, [...profileArgs(name, opts), ...trace.args, ...runtimeFlags(), '--import', 'tsx', 'bench/relay.ts'], { ...baseEnv(), ...trace.env, HOST: '127.0.0.1', PORT: String(port) }, serverCore, logFile);
+  const child = startNode(name, [...profileArgs(name, opts), ...trace.args, ...RUNTIME_FLAGS, '--import', 'tsx', 'bench/relay.ts'], { ...baseEnv(), ...trace.env, HOST: '127.0.0.1', PORT: String(port) }, serverCore, logFile);
   const url = `http://127.0.0.1:${port}`;
   await waitHealthy(child, url);
   return { urls: [url], pids: [child.pid], children: [child], auxProcNames: [], logFiles: [logFile] };
@@ -359,7 +359,7 @@ async function startServers(name: string, opts: Options, tmp: string, serverCore
       ...(setup.redisUrl ? { REDIS_URL: setup.redisUrl } : {}),
     };
     const trace = traceSetup(`${name}-${i}`, opts);
-    const child = startNode(`${name}#${i}`, [...profileArgs(`${name}-${i}`, opts), ...trace.args, ...startArgv()], { ...env, ...trace.env }, serverCore, logFile);
+    const child = startNode(`${name}#${i}`, [...profileArgs(`${name}-${i}`, opts), ...trace.args, ...START_ARGV], { ...env, ...trace.env }, serverCore, logFile);
     target.children.push(child);
     target.pids.push(child.pid);
     target.logFiles.push(logFile);
@@ -765,7 +765,7 @@ async function main(): Promise<number> {
     `scenarios ${opts.scenarios.join(', ')}; ${opts.users} users, window ${opts.window}, ${opts.durationS}s per phase, rates ${opts.rates.join('/')}; ` +
       `${m.nproc} cores (${m.cpuModel}), ${pinned ? 'server on core 0, generator on core 1' : 'not pinned'}; load ${m.loadAvgAtStart.join(' ')}`,
   );
-  log(`server: node ${startArgv().join(' ')} (npm start)`);
+  log(`server: node ${START_ARGV.join(' ')} (npm start)`);
   // The relay first: every server scenario is a ratio to it.
   const order = [...opts.scenarios].sort((a, b) => ALL.indexOf(a) - ALL.indexOf(b));
   const results: ScenarioResult[] = [];

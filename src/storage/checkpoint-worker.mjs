@@ -26,8 +26,8 @@ for (;;) {
     // PASSIVE: copies what it can and syncs the database file without waiting for the writer or
     // readers, never blocking them.
     const [{ log, checkpointed }] = db.pragma('wal_checkpoint(PASSIVE)');
-    // What this pass copied (if the WAL started over since the last pass, everything it copied).
-    const copied = checkpointed >= lastCheckpointed && log >= lastCheckpointed ? checkpointed - lastCheckpointed : checkpointed;
+    // What this pass copied (fewer than before: the WAL started over, and all of it is this pass's).
+    const copied = checkpointed >= lastCheckpointed ? checkpointed - lastCheckpointed : checkpointed;
     lastCheckpointed = checkpointed;
     Atomics.store(flags, LAST_COPIED, copied);
     // With commits every few milliseconds the WAL is never wholly copied at the moment a write

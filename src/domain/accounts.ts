@@ -4,6 +4,7 @@ import { ConflictError, UnauthorizedError, ValidationError } from '../errors.js'
 import type { RateLimiter } from '../limits/limiter.js';
 import { isUniqueViolation } from '../storage/dialect.js';
 import type { Database } from '../storage/db.js';
+import { forgetUnreadFrom } from '../storage/repositories/chats.js';
 import { deleteUser, findUserById, findUserByUsername, insertUser, setPasswordHash } from '../storage/repositories/users.js';
 import type { Clock } from '../util/clock.js';
 import { uuidv7 } from '../util/ids.js';
@@ -104,6 +105,7 @@ export class AccountService {
     await this.reauthenticate(userId, password, ip);
     await db.transaction(async (tx) => {
       await tokens.revokeAllInTx(tx, userId, 'account deleted');
+      await forgetUnreadFrom(tx.db, userId);
       await deleteUser(tx.db, userId);
     });
     this.deps.deleted?.(userId);

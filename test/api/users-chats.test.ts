@@ -1,3 +1,4 @@
+import type { Chat } from '@safechat/protocol';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { Api, isErrorShape, type Session } from '../_helpers/api.js';
 import { describeEachDialect, testServer, type TestServer } from '../_helpers/server.js';
@@ -103,6 +104,24 @@ describeEachDialect('users and chats', (dialect) => {
     expect(vList.body.chats).toHaveLength(1);
     expect(vList.body.chats[0].unreadCount).toBe(0);
     expect(vList.body.chats[0].lastMessageId).toBe(list.body.chats[1].lastMessageId);
+  });
+
+  it('a deleted member’s unread messages leave the others’ unread counts with them', async () => {
+    const [u, v, w] = await Promise.all([api.register(), api.register(), api.register()]);
+    const g = (await api.post('/chats', { participantIds: [v.id, w.id] }, u.token)).body as Chat;
+    const uw = await api.chat(u, w);
+    await api.send(v, { chatId: g.id, receiverId: u.id });
+    const read = await api.send(w, { chatId: g.id, receiverId: u.id });
+    await api.send(w, { chatId: g.id, receiverId: u.id });
+    await api.send(w, { chatId: g.id, receiverId: v.id });
+    await api.send(w, { chatId: uw.id });
+    expect((await api.put(`/messages/${read.id}/status`, { status: 'read' }, u.token)).status).toBe(200);
+    expect((await api.get(`/chats/${g.id}`, u.token)).body.unreadCount).toBe(2);
+    expect((await api.get(`/chats/${g.id}`, v.token)).body.unreadCount).toBe(1);
+    expect((await api.request('DELETE', '/users/me', { token: w.token, body: { password: w.password } })).status).toBe(204);
+    expect((await api.get(`/chats/${g.id}`, u.token)).body.unreadCount).toBe(1);
+    expect((await api.get(`/chats/${g.id}`, v.token)).body.unreadCount).toBe(0);
+    expect((await api.get(`/chats/${uw.id}`, u.token)).body.unreadCount).toBe(0);
   });
 
   it('a non-member gets the same 404 as for a chat that does not exist', async () => {

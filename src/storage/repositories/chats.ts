@@ -109,6 +109,31 @@ export async function changeUnread(db: Kysely<Schema>, chatId: string, userId: s
   await (delta === 1 ? unreadUpQ : unreadDownQ).execute(db, { chatId, userId });
 }
 
+const unreadFromQ = prepared<{ userId: string }, never>((db, arg) =>
+  db
+    .updateTable('chat_members')
+    .set((eb) => {
+      const fromUser = eb
+        .selectFrom('messages as n')
+        .whereRef('n.chat_id', '=', 'chat_members.chat_id')
+        .whereRef('n.receiver_id', '=', 'chat_members.user_id')
+        .where('n.sender_id', '=', arg('userId'))
+        .where('n.status', '<>', 'read')
+        .select((c) => c.fn.countAll<number>().as('n'));
+      return { unread_count: eb.case().when('unread_count', '>', fromUser).then(eb('unread_count', '-', fromUser)).else(0).end() };
+    })
+    .where('chat_id', 'in', (eb) => eb.selectFrom('chat_members as mine').select('mine.chat_id').where('mine.user_id', '=', arg('userId')))
+    .where('user_id', '<>', arg('userId')),
+);
+
+/**
+ * Before a user's account (and, by cascade, every message they sent or received) is deleted: the
+ * other members of their chats stop counting the user's unread messages, which are about to go.
+ */
+export async function forgetUnreadFrom(db: Kysely<Schema>, userId: string): Promise<void> {
+  await unreadFromQ.execute(db, { userId });
+}
+
 /** Everyone who shares at least one chat with `userId`. */
 export async function contactIds(db: Kysely<Schema>, userId: string): Promise<string[]> {
   const rows = await db

@@ -22,7 +22,8 @@ import { RedisLimiterStore } from './limits/redis-store.js';
 import { createDatabase, type Database } from './storage/db.js';
 import { Telemetry } from './telemetry.js';
 import { systemClock, type Clock } from './util/clock.js';
-import type { ConnectionDeps } from './ws/connection.js';
+import { INBOUND_FRAMES_PER_TURN, type ConnectionDeps } from './ws/connection.js';
+import { Pacer } from './util/pacer.js';
 import { Hub } from './ws/hub.js';
 
 /** What tests (and benchmarks) may swap in. */
@@ -78,6 +79,7 @@ export class AppContext {
       clock,
       log: log.ws,
       rateLimits: cfg.rateLimits,
+      frames: new Pacer(INBOUND_FRAMES_PER_TURN),
       opened: (conn) => hub.opened(conn),
       ended: (conn) => hub.ended(conn),
       attach: (conn) => hub.attach(conn),

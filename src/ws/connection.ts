@@ -13,6 +13,7 @@ import { takeFromBucket, type Bucket } from '../limits/limiter.js';
 import { isConnectionError } from '../storage/dialect.js';
 import type { Telemetry } from '../telemetry.js';
 import type { Clock } from '../util/clock.js';
+import type { Pacer } from '../util/pacer.js';
 import { errorFrame, frame, parseClientFrame, salvageRequestId } from './frames.js';
 
 /** Limits of one socket; docs/websocket.md (§9 Limits) documents each for client developers. */
@@ -36,6 +37,13 @@ export const SOCKET_LIMITS = {
   maxFramesBeforeReady: 16,
 } as const;
 
+/**
+ * Inbound frames handled per turn of the event loop, across all sockets. In a saturated run every
+ * client's next frames arrive together and one turn read ~700 of them (~50-70 ms); past this
+ * budget a socket stops reading and its frames wait, in order, for the next turns (decision 0016).
+ */
+export const INBOUND_FRAMES_PER_TURN = 128;
+
 /** True when every validation issue in `details` is at the top-level field `field`. */
 function onlyAt(details: unknown, field: string): boolean {
   return Array.isArray(details) && details.length > 0 && details.every((d: { path?: unknown[] }) => d.path?.[0] === field);
@@ -49,6 +57,8 @@ export interface ConnectionDeps {
   clock: Clock;
   log: Logger;
   rateLimits: boolean;
+  /** Admits INBOUND_FRAMES_PER_TURN frames a turn, across every socket of the process. */
+  frames: Pacer;
   /** Every socket is registered while open (shutdown closes them all). */
   opened(conn: Connection): void;
   ended(conn: Connection): void;
@@ -84,6 +94,8 @@ export class Connection {
   private urlSince: string | undefined;
   /** Frames that arrived after authentication began and before `ready`, in order; null once ready. */
   private held: { data: Buffer; isBinary: boolean }[] | null = null;
+  /** Frames read past the turn's budget, in order, while the socket is paused; null when none wait. */
+  private backlog: { data: Buffer; isBinary: boolean }[] | null = null;
 
   constructor(
     private readonly socket: WebSocket,
@@ -122,7 +134,38 @@ export class Connection {
 
   // ---- inbound ----
 
+  /** Every frame passes the process's per-turn budget, in arrival order per socket. */
   private onFrame(data: Buffer, isBinary: boolean): void {
+    if (this.state === 'closed') return;
+    if (this.backlog) {
+      // The rest of a chunk read before the pause (the pause stops further reads).
+      this.backlog.push({ data, isBinary });
+      return;
+    }
+    const wait = this.deps.frames.admit();
+    if (!wait) return this.handleFrame(data, isBinary);
+    this.backlog = [{ data, isBinary }];
+    this.socket.pause();
+    void wait.then(() => this.releaseBacklog());
+  }
+
+  /** Handles one waiting frame (this call was admitted) and queues for the next, round robin with other sockets. */
+  private releaseBacklog(): void {
+    const backlog = this.backlog;
+    if (!backlog) return;
+    const f = backlog.shift()!;
+    if (backlog.length === 0) {
+      this.backlog = null;
+      if (this.state !== 'closed') this.socket.resume();
+    } else {
+      const wait = this.deps.frames.admit();
+      if (wait) void wait.then(() => this.releaseBacklog());
+      else queueMicrotask(() => this.releaseBacklog());
+    }
+    this.handleFrame(f.data, f.isBinary);
+  }
+
+  private handleFrame(data: Buffer, isBinary: boolean): void {
     if (this.state === 'closed') return;
     if (this.held) {
       // @NOTE A client may pipeline frames behind `auth` (or send them as soon as the upgrade
@@ -266,11 +309,11 @@ export class Connection {
     if (this.dirty) void this.pump();
   }
 
-  /** Answers, in order, the frames that arrived before `ready`. */
+  /** Answers, in order, the frames that arrived before `ready` (they passed the budget already). */
   private releaseHeld(): void {
     const held = this.held ?? [];
     this.held = null;
-    for (const f of held) this.onFrame(f.data, f.isBinary);
+    for (const f of held) this.handleFrame(f.data, f.isBinary);
   }
 
   /** Live events from this instance, in commit order. */
@@ -413,6 +456,7 @@ export class Connection {
     if (this.state === 'closed') return;
     this.state = 'closed';
     this.held = null;
+    this.backlog = null;
     for (const t of this.timers) clearTimeout(t);
     if (this.expiryTimer) clearTimeout(this.expiryTimer);
     this.deps.ended(this);

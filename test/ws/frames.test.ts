@@ -1,6 +1,8 @@
 import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
 import { envelope } from '../_helpers/api.js';
 import { describeEachDialect } from '../_helpers/server.js';
+import { INBOUND_FRAMES_PER_TURN } from '../../src/ws/connection.js';
+import { turnCounter } from '../_helpers/turns.js';
 import { closeAllSockets, connect, wsServer, type WsServer } from '../_helpers/ws.js';
 
 const MAX_FRAME_BYTES = 128 * 1024;
@@ -163,5 +165,37 @@ describeEachDialect('ws frames', (dialect) => {
     await sb.next((f) => f.type === 'message.new');
     await sb.sync();
     expect(sb.ofType('message.new').map((f) => f.data.id)).toEqual([first.data.id]);
+  });
+
+  it('frames that arrive together are handled at most 128 a turn across sockets, each socket’s in order', async () => {
+    const b = await srv.user();
+    const senders = await Promise.all([0, 1, 2].map(async () => {
+      const a = await srv.user();
+      const chat = await srv.api.chat(a, b);
+      return { chat, s: await connect(srv.wsUrl, a.token) };
+    }));
+    const pinger = await connect(srv.wsUrl, (await srv.user()).token);
+    const pinger2 = await connect(srv.wsUrl, (await srv.user()).token);
+    const turns = turnCounter();
+    const pongTurns: number[] = [];
+    pinger.ws.on('message', () => pongTurns.push(turns.now()));
+    pinger2.ws.on('message', () => pongTurns.push(turns.now()));
+    // 3 × 60 sends and 2 × 200 pings, all written in this one turn: ~580 frames reach the server together.
+    for (const { chat, s } of senders) for (let i = 0; i < 60; i++) s.send(JSON.stringify({ type: 'message.send', requestId: `r-${i}`, data: { chatId: chat.id, ...envelope(16) } }));
+    for (let i = 0; i < 200; i++) pinger.send('{"type":"ping"}');
+    for (let i = 0; i < 200; i++) pinger2.send('{"type":"ping"}');
+    for (const { s } of senders) {
+      await s.next(() => s.ofType('message.sent').length === 60, 10_000);
+      // Each socket's frames were handled in the order sent: r-i took the chat's number i + 1.
+      expect(s.ofType('message.sent').map((f) => [f.requestId, f.data.seq])).toEqual(Array.from({ length: 60 }, (_, i) => [`r-${i}`, i + 1]));
+    }
+    await pinger.next(() => pinger.ofType('pong').length === 200, 10_000);
+    await pinger2.next(() => pinger2.ofType('pong').length === 200, 10_000);
+    turns.stop();
+    // Handled over several turns, never more than the budget in one (not all in the turn they arrived).
+    const perTurn = new Map<number, number>();
+    for (const t of pongTurns) perTurn.set(t, (perTurn.get(t) ?? 0) + 1);
+    expect(perTurn.size).toBeGreaterThanOrEqual(4);
+    expect(Math.max(...perTurn.values())).toBeLessThanOrEqual(INBOUND_FRAMES_PER_TURN);
   });
 });

@@ -6,6 +6,7 @@ export default defineConfig({
     exclude: ['test/faults/**', 'test/security/**', 'test/browser/**', '**/node_modules/**'],
     testTimeout: 30_000,
     hookTimeout: 60_000,
+    globalSetup: ['test/_helpers/global-setup.ts'],
     pool: 'forks',
     // @NOTE two cores here: more workers only add contention (argon2, SQLite fsync).
     maxWorkers: 2,

@@ -8,6 +8,7 @@ import { defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     include: ['test/faults/**/*.test.ts'],
+    globalSetup: ['test/_helpers/global-setup.ts'],
     pool: 'forks',
     maxWorkers: 1,
     fileParallelism: false,

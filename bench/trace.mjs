@@ -1,9 +1,10 @@
 // Preloaded into a server process by `npm run bench -- --trace` (node --import): writes one line
 // for every turn of the event loop longer than BENCH_TRACE_MS (40 by default) to BENCH_TRACE_FILE,
 // with what the turn held: GC time, the process's CPU time (all threads), HTTP requests,
-// WebSocket upgrades and WebSocket frames that arrived. A turn with CPU ≈ its length and no requests, upgrades or GC
-// is the server's own work (a commit group, its answers); CPU well below it means the main
-// thread waited for a core. Plain JavaScript, Node built-ins only, so it loads anywhere.
+// WebSocket upgrades and WebSocket frames that arrived. A turn with CPU ≈ its length and no
+// requests, upgrades or GC is the server's own work (a commit group, its answers); CPU well below
+// it means the main thread waited for a core. Plain JavaScript: Node built-ins and the repo's `ws`
+// (the same module the server and the relay load, so its frames are counted), no TypeScript loader.
 import fs from 'node:fs';
 import http from 'node:http';
 import { PerformanceObserver, performance } from 'node:perf_hooks';

@@ -174,8 +174,7 @@ describeEachDialect('ws frames', (dialect) => {
       const chat = await srv.api.chat(a, b);
       return { chat, s: await connect(srv.wsUrl, a.token) };
     }));
-    const pinger = await connect(srv.wsUrl, (await srv.user()).token);
-    const pinger2 = await connect(srv.wsUrl, (await srv.user()).token);
+    const pingers = await Promise.all([0, 1].map(async () => connect(srv.wsUrl, (await srv.user()).token)));
     // The turn each frame is handled in (parsed and counted), as the server sees it.
     const turns = turnCounter();
     const handled: number[] = [];
@@ -187,15 +186,13 @@ describeEachDialect('ws frames', (dialect) => {
     });
     // 3 × 60 sends and 2 × 200 pings, all written in this one turn: ~580 frames reach the server together.
     for (const { chat, s } of senders) for (let i = 0; i < 60; i++) s.send(JSON.stringify({ type: 'message.send', requestId: `r-${i}`, data: { chatId: chat.id, ...envelope(16) } }));
-    for (let i = 0; i < 200; i++) pinger.send('{"type":"ping"}');
-    for (let i = 0; i < 200; i++) pinger2.send('{"type":"ping"}');
+    for (const p of pingers) for (let i = 0; i < 200; i++) p.send('{"type":"ping"}');
     for (const { s } of senders) {
       await s.next(() => s.ofType('message.sent').length === 60, 10_000);
       // Each socket's frames were handled in the order sent: r-i took the chat's number i + 1.
       expect(s.ofType('message.sent').map((f) => [f.requestId, f.data.seq])).toEqual(Array.from({ length: 60 }, (_, i) => [`r-${i}`, i + 1]));
     }
-    await pinger.next(() => pinger.ofType('pong').length === 200, 10_000);
-    await pinger2.next(() => pinger2.ofType('pong').length === 200, 10_000);
+    for (const p of pingers) await p.next(() => p.ofType('pong').length === 200, 10_000);
     turns.stop();
     spy.mockRestore();
     // Handled over several turns, never more than the budget in one (not all in the turn they arrived).

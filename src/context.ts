@@ -96,7 +96,9 @@ export class AppContext {
     const pubsub = overrides.pubsub !== undefined ? overrides.pubsub : redis;
     const limiterStore = overrides.limiterStore ?? (redis ? new RedisLimiterStore(redis.pub, log.root) : new MemoryLimiterStore());
     const limiter = new RateLimiter(limiterStore, clock, cfg.rateLimits, (limit) => telemetry.rateLimited.inc({ limit }));
-    const hub = new Hub({ pubsub, instanceId, telemetry, log: log.ws, maxSocketsPerUser: cfg.rateLimits ? CAPS.socketsPerUser : Number.MAX_SAFE_INTEGER });
+    const hub = new Hub({ pubsub, instanceId, telemetry, log: log.ws, maxSocketsPerUser: cfg.rateLimits ? CAPS.socketsPerUser : Number.MAX_SAFE_INTEGER,
+      maxSocketsPerIp: cfg.rateLimits ? cfg.maxSocketsPerIp : Number.MAX_SAFE_INTEGER,
+    });
 
     const tokens = new TokenService(db, cfg.auth, secrets.jwtSecret, clock, log.auth, limiter);
     const hasher = new PasswordHasher(overrides.argon2 ?? cfg.auth.argon2, ARGON2_MAX_IN_FLIGHT);

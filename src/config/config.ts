@@ -2,6 +2,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { DEFAULT_MAX_CIPHERTEXT_BYTES } from '@safechat/protocol';
 import type { Env } from './env.js';
+import { CAPS } from '../limits/catalog.js';
 import { parseDuration } from '../util/duration.js';
 
 export class ConfigError extends Error {
@@ -36,6 +37,8 @@ export interface ServerConfig {
     argon2: { memoryCost: number; timeCost: number; parallelism: number };
   };
   rateLimits: boolean;
+  /** Open WebSockets per client address on this instance (with rate limits on). */
+  maxSocketsPerIp: number;
   allowedOrigins: string[];
   messages: { maxCiphertextBytes: number };
   events: { retentionDays: number };
@@ -155,6 +158,7 @@ export function envToConfig(env: Env): ServerConfig {
       argon2: { memoryCost: 19456, timeCost: 2, parallelism: 1 },
     },
     rateLimits,
+    maxSocketsPerIp: int('MAX_SOCKETS_PER_IP', env.MAX_SOCKETS_PER_IP, CAPS.socketsPerIp, 1, 1_000_000),
     allowedOrigins: origins(env.ALLOWED_ORIGINS),
     messages: { maxCiphertextBytes: int('MAX_MESSAGE_BYTES', env.MAX_MESSAGE_BYTES, DEFAULT_MAX_CIPHERTEXT_BYTES, 1024, 1024 * 1024) },
     events: { retentionDays: int('EVENT_RETENTION_DAYS', env.EVENT_RETENTION_DAYS, 30, 30, 3650) },

@@ -33,4 +33,6 @@ export type LimitName = keyof typeof LIMITS;
 export const CAPS = {
   socketsPerUser: 10,
   sessionsPerUser: 10,
+  /** Open sockets per client address, authenticated or not (the default of MAX_SOCKETS_PER_IP). */
+  socketsPerIp: 100,
 } as const;

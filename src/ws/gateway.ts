@@ -10,6 +10,7 @@ import { AppError, ForbiddenError, UnauthorizedError } from '../errors.js';
 import { bearerToken } from '../http/plugins/auth.js';
 import { Pacer } from '../util/pacer.js';
 import { Connection } from './connection.js';
+import { TOO_MANY_FROM_IP } from './hub.js';
 
 
 /**
@@ -98,6 +99,9 @@ export function registerGateway(app: FastifyInstance, ctx: AppContext): void {
       preHandler: async (request: FastifyRequest) => {
         if (!originAllowed(request.headers.origin, request.host, ctx.cfg.allowedOrigins)) {
           throw new ForbiddenError('origin not allowed');
+        }
+        if (ctx.cfg.rateLimits && ctx.hub.socketsFrom(request.ip) >= ctx.cfg.maxSocketsPerIp) {
+          throw new AppError('rate_limited', TOO_MANY_FROM_IP, { retryAfter: 10 }, { 'Retry-After': '10' });
         }
         await ctx.limiter.consume('wsConnectsPerIp', request.ip);
         if (request.headers.authorization !== undefined) {

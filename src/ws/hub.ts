@@ -6,6 +6,8 @@ import { userChannel, type PubSub } from '../pubsub/pubsub.js';
 import type { Telemetry } from '../telemetry.js';
 import type { Connection } from './connection.js';
 
+export const TOO_MANY_FROM_IP = 'too many connections from this address';
+
 interface Signal {
   /** Origin instance, so an instance ignores its own signals. */
   o: string;
@@ -25,6 +27,8 @@ export class Hub implements EventSink, SessionSink {
   private readonly users = new Map<string, Set<Connection>>();
   /** Every open socket, authenticated or not, so shutdown can close them all. */
   private readonly open = new Set<Connection>();
+  /** Open sockets per client address (the `open` ones). */
+  private readonly perIp = new Map<string, number>();
   private readonly unsubscribe = new Map<string, () => void>();
   private heartbeatTimer: NodeJS.Timeout | null = null;
   private closing: { code: number; reason: string } | null = null;
@@ -36,6 +40,7 @@ export class Hub implements EventSink, SessionSink {
       telemetry: Telemetry;
       log: Logger;
       maxSocketsPerUser: number;
+      maxSocketsPerIp: number;
     },
   ) {}
 
@@ -43,12 +48,26 @@ export class Hub implements EventSink, SessionSink {
     // An upgrade whose checks were still running when shutdown began: it would keep the
     // server from closing, so it is turned away the same way.
     if (this.closing) return conn.close(this.closing.code, this.closing.reason);
+    // The gateway answers 429 before the upgrade; upgrades checked concurrently can still pass
+    // it together, and this count is the exact one.
+    const n = this.perIp.get(conn.ip) ?? 0;
+    if (n >= this.deps.maxSocketsPerIp) return conn.close(CLOSE.rateLimited, TOO_MANY_FROM_IP);
+    this.perIp.set(conn.ip, n + 1);
     this.open.add(conn);
   }
 
   ended(conn: Connection): void {
-    this.open.delete(conn);
+    if (this.open.delete(conn)) {
+      const n = this.perIp.get(conn.ip)! - 1;
+      if (n === 0) this.perIp.delete(conn.ip);
+      else this.perIp.set(conn.ip, n);
+    }
     this.detach(conn);
+  }
+
+  /** Open sockets from this client address on this instance. */
+  socketsFrom(ip: string): number {
+    return this.perIp.get(ip) ?? 0;
   }
 
   attach(conn: Connection): boolean {

@@ -27,6 +27,7 @@ describe('configuration', () => {
     expect(cfg.auth.accessTtlSec).toBe(900);
     expect(cfg.auth.refreshTtlSec).toBe(30 * 86400);
     expect(cfg.rateLimits).toBe(true);
+    expect(cfg.maxSocketsPerIp).toBe(100);
     expect(cfg.redisUrl).toBeNull();
     expect(cfg.auth.argon2).toEqual({ memoryCost: 19456, timeCost: 2, parallelism: 1 });
   });
@@ -37,9 +38,11 @@ describe('configuration', () => {
         PORT: '8080', HOST: '0.0.0.0', DATABASE_URL: 'postgres://u@db:5432/chat', DB_POOL_SIZE: '20', REDIS_URL: 'redis://r:6379',
         ACCESS_TOKEN_TTL: '5m', REFRESH_TOKEN_TTL: '12h', RATE_LIMITS: 'off', ALLOWED_ORIGINS: 'https://a.example, https://b.example:8443',
         TRUST_PROXY: '10.0.0.0/8,127.0.0.1', LOG_LEVEL: 'debug', MAX_MESSAGE_BYTES: '131072', EVENT_RETENTION_DAYS: '45', SHUTDOWN_GRACE: '20s',
+        MAX_SOCKETS_PER_IP: '5000',
       }),
     );
     expect(cfg.db).toEqual({ kind: 'postgres', url: 'postgres://u@db:5432/chat', poolSize: 20 });
+    expect(cfg.maxSocketsPerIp).toBe(5000);
     expect(cfg.allowedOrigins).toEqual(['https://a.example', 'https://b.example:8443']);
     expect(cfg.http.trustProxy).toEqual(['10.0.0.0/8', '127.0.0.1']);
     expect([cfg.auth.accessTtlSec, cfg.auth.refreshTtlSec, cfg.shutdownGraceMs]).toEqual([300, 43200, 20000]);
@@ -63,6 +66,7 @@ describe('configuration', () => {
     fails({ EVENT_RETENTION_DAYS: '7' }, 'EVENT_RETENTION_DAYS');
     fails({ SQLITE_SYNCHRONOUS: 'OFF' }, 'SQLITE_SYNCHRONOUS');
     fails({ SESSION_MAX_AGE: '1d' }, 'SESSION_MAX_AGE');
+    fails({ MAX_SOCKETS_PER_IP: '0' }, 'MAX_SOCKETS_PER_IP');
   });
 
   it('production refuses RATE_LIMITS=off and a listener without a TLS-terminating proxy', () => {

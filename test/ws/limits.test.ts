@@ -1,7 +1,7 @@
 import { afterEach, beforeEach, expect, it } from 'vitest';
 import { envelope, isErrorShape } from '../_helpers/api.js';
 import { describeEachDialect } from '../_helpers/server.js';
-import { closeAllSockets, connect, TestSocket, wsServer, type WsServer } from '../_helpers/ws.js';
+import { closeAllSockets, connect, TestSocket, waitUntil, wsServer, type WsServer } from '../_helpers/ws.js';
 import { CAPS, LIMITS } from '../../src/limits/catalog.js';
 import { SOCKET_LIMITS } from '../../src/ws/connection.js';
 
@@ -34,7 +34,69 @@ describeEachDialect('ws limits', (dialect) => {
     expect(byFrame.frames).toEqual([]);
   });
 
+  it(`T-WS-16: an address's ${CAPS.socketsPerIp + 1}st open socket is refused with HTTP 429; other addresses and freed places are not`, async () => {
+    closeAllSockets();
+    await srv.close();
+    // Behind a proxy (as in production), so that the test can speak from several addresses.
+    srv = await wsServer({ dialect, env: { TRUST_PROXY: '127.0.0.1' } });
+    const from = (ip: string, token?: string) => new TestSocket(srv.wsUrl, { headers: { 'x-forwarded-for': ip }, ...(token ? { token } : {}) });
+    const ip = '203.0.113.7';
+    const users = await Promise.all(Array.from({ length: CAPS.socketsPerIp / CAPS.socketsPerUser }, () => srv.user()));
+    const mine: TestSocket[] = [];
+    for (const u of users) {
+      const batch = Array.from({ length: CAPS.socketsPerUser }, () => from(ip, u.token));
+      await Promise.all(batch.map((s) => s.next((f) => f.type === 'ready')));
+      mine.push(...batch);
+    }
+    expect(srv.ctx.hub.socketsFrom(ip)).toBe(CAPS.socketsPerIp);
+
+    // Authenticated by header or not (unauthenticated sockets count too): refused before the upgrade.
+    for (const extra of [from(ip, (await srv.user()).token), from(ip)]) {
+      const res = await extra.refused();
+      expect(res.status).toBe(429);
+      expect(isErrorShape(res.body, 'rate_limited')).toBe(true);
+      expect(res.body).toMatchObject({ error: { message: 'too many connections from this address' } });
+      expect(Number(res.headers['retry-after'])).toBeGreaterThan(0);
+    }
+    // Another address is not affected.
+    const elsewhere = from('203.0.113.8');
+    expect(await elsewhere.outcome()).toBe('open');
+    // A closed socket frees its place.
+    mine[0]!.close();
+    await waitUntil(() => srv.ctx.hub.socketsFrom(ip) === CAPS.socketsPerIp - 1, 5000, 'the closed socket to be counted out');
+    expect(await from(ip).outcome()).toBe('open');
+    expect(srv.ctx.hub.socketsFrom(ip)).toBe(CAPS.socketsPerIp);
+  });
+
+  it('upgrades checked at the same time cannot take an address past its cap: the extra ones get 429 or close 4429', async () => {
+    closeAllSockets();
+    await srv.close();
+    const cap = 5;
+    srv = await wsServer({ dialect, env: { MAX_SOCKETS_PER_IP: String(cap) } });
+    const users = await Promise.all(Array.from({ length: 4 * cap }, () => srv.user()));
+    const sockets = users.map((u) => new TestSocket(srv.wsUrl, { token: u.token }));
+    const outcomes = await Promise.all(
+      sockets.map(async (s) => {
+        // Refused before the upgrade (429), or accepted and closed at once by the exact count (4429).
+        const upgrade = await s.outcome().catch(() => null);
+        if (upgrade === null) return `close ${s.closeCode}`;
+        if (upgrade !== 'open') return `http ${upgrade}`;
+        return s.next((f) => f.type === 'ready').then(
+          () => 'ready',
+          () => `close ${s.closeCode}`,
+        );
+      }),
+    );
+    expect(outcomes.filter((o) => o === 'ready')).toHaveLength(cap);
+    for (const o of outcomes.filter((o) => o !== 'ready')) expect(['http 429', 'close 4429']).toContain(o);
+    await waitUntil(() => srv.ctx.hub.socketsFrom('127.0.0.1') === cap, 5000, 'the refused sockets to be counted out');
+  });
+
   it(`upgrades beyond ${LIMITS.wsConnectsPerIp.burst} in a burst from one address get HTTP 429`, async () => {
+    closeAllSockets();
+    await srv.close();
+    // Room for the burst: this test is about the upgrade rate, not the cap on open sockets.
+    srv = await wsServer({ dialect, env: { MAX_SOCKETS_PER_IP: String(2 * LIMITS.wsConnectsPerIp.burst) } });
     const { burst, perSec } = LIMITS.wsConnectsPerIp;
     const t0 = Date.now();
     const first = Array.from({ length: burst }, () => new TestSocket(srv.wsUrl));

@@ -12,7 +12,7 @@ export const LIMITS = {
   registerPerIp: { burst: 100, perSec: 1 / 3 },
   /** "Username taken" answers per client IP: the one place registration reveals who exists. */
   registerTakenPerIp: { burst: 10, perSec: 1 / 30 },
-  /** Refreshes per login (token family). */
+  /** Refreshes per login (token family); refilled faster when access tokens live under 3 minutes (see limitsFor). */
   refreshPerFamily: { burst: 10, perSec: 1 / 60 },
   /** Pre-key bundle claims per requester: draining a user's one-time pre-keys is an attack. */
   keyClaimsPerUser: { burst: 100, perSec: 1 },
@@ -28,6 +28,18 @@ export const LIMITS = {
 } as const satisfies Record<string, { burst: number; perSec: number }>;
 
 export type LimitName = keyof typeof LIMITS;
+
+export type Limits = Record<LimitName, { burst: number; perSec: number }>;
+
+/**
+ * The catalog as this configuration applies it. A client refreshes once per access-token
+ * lifetime; with ACCESS_TOKEN_TTL under 3 minutes one refresh a minute would lock an honest client
+ * out once its burst is spent, so the refill becomes 3 per lifetime.
+ */
+export function limitsFor(accessTtlSec: number): Limits {
+  const refresh = LIMITS.refreshPerFamily;
+  return { ...LIMITS, refreshPerFamily: { burst: refresh.burst, perSec: Math.max(refresh.perSec, 3 / accessTtlSec) } };
+}
 
 /** Caps that are counts, not rates. */
 export const CAPS = {

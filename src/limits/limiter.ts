@@ -1,6 +1,6 @@
 import { RateLimitedError } from '../errors.js';
 import type { Clock } from '../util/clock.js';
-import { LIMITS, type LimitName } from './catalog.js';
+import { LIMITS, type LimitName, type Limits } from './catalog.js';
 
 export interface Bucket {
   tokens: number;
@@ -23,6 +23,7 @@ export class RateLimiter {
     private readonly clock: Clock,
     readonly enabled: boolean,
     private readonly onLimited: (name: LimitName) => void = () => undefined,
+    private readonly limits: Limits = LIMITS,
   ) {}
 
   /** Takes `cost` tokens or throws 429 with Retry-After. */
@@ -42,7 +43,7 @@ export class RateLimiter {
   /** Takes tokens, returning seconds to wait (0 = allowed), for callers that do not throw. */
   async take(name: LimitName, key: string, cost = 1): Promise<number> {
     if (!this.enabled) return 0;
-    const { burst, perSec } = LIMITS[name];
+    const { burst, perSec } = this.limits[name];
     return this.store.take(`${name}:${key}`, cost, burst, perSec, this.clock.now());
   }
 

@@ -166,6 +166,32 @@ describeEachDialect('rate limits', (dialect) => {
       expect((await from().post('/auth/refresh-token', { refreshToken: token })).status).toBe(200);
     });
 
+    it('T-RL-07 with ACCESS_TOKEN_TTL=20s: a client refreshing once per lifetime is never limited; back-to-back refreshes still are', async () => {
+      const shortClock = freezableClock();
+      const short = await wsServer({ dialect, env: { ACCESS_TOKEN_TTL: '20s' }, overrides: { clock: shortClock } });
+      try {
+        const refresh = (refreshToken: string) => new Api(short.app, freshIp()).post('/auth/refresh-token', { refreshToken });
+        let token = (await short.user()).refreshToken;
+        shortClock.freeze();
+        // Three bursts' worth: at one refill a minute the bucket would be empty after ~15.
+        for (let i = 0; i < 3 * LIMITS.refreshPerFamily.burst; i++) {
+          shortClock.advance(20_000);
+          const r = await refresh(token);
+          expect(r.status, `refresh ${i + 1}`).toBe(200);
+          token = r.body.refreshToken;
+        }
+        let last: Res | undefined;
+        for (let i = 0; i <= LIMITS.refreshPerFamily.burst; i++) {
+          last = await refresh(token);
+          if (last.status !== 200) break;
+          token = last.body.refreshToken;
+        }
+        expectError(last!, 429, 'rate_limited');
+      } finally {
+        await short.close();
+      }
+    });
+
     it(`AZ-07: pre-key bundle claims per requester → 429 after ${LIMITS.keyClaimsPerUser.burst}`, async () => {
       const [owner, crawler, other] = [await from().register(), await from().register(), await from().register()];
       expect((await srv.api.put('/keys', keyUpload(undefined, 3).body, owner.token)).status).toBe(200);

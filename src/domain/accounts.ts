@@ -5,7 +5,7 @@ import type { RateLimiter } from '../limits/limiter.js';
 import { isUniqueViolation } from '../storage/dialect.js';
 import type { Database } from '../storage/db.js';
 import { forgetUnreadFrom } from '../storage/repositories/chats.js';
-import { deleteUser, findUserById, findUserByUsername, insertUser, setPasswordHash } from '../storage/repositories/users.js';
+import { deleteUser, findUserById, findUserByUsername, insertUser, setPasswordHash, type UserRow } from '../storage/repositories/users.js';
 import type { Clock } from '../util/clock.js';
 import { uuidv7 } from '../util/ids.js';
 import type { PasswordHasher } from './password-hasher.js';
@@ -63,16 +63,26 @@ export class AccountService {
     const { db, hasher, tokens, limiter, log } = this.deps;
     const account = body.username.toLowerCase();
     await limiter.consume('loginPerIp', ip);
-    // Checked for every name, existing or not, so the limiter is no user-enumeration oracle.
-    await limiter.check('loginFailuresPerAccount', account);
-    // A name that could never have been registered is simply unknown (and never reaches SQL).
-    const user = USERNAME.test(body.username) ? await findUserByUsername(db.db, body.username) : undefined;
-    const ok = user ? await hasher.verify(user.password_hash, body.password) : await hasher.verifyDummy(body.password);
+    // For every name, existing or not, so the limiter is no user-enumeration oracle. The failure
+    // is counted before the password is checked and given back if it is right: counting only after
+    // a failed check let any number of guesses sent together pass a bucket with one token left.
+    await limiter.consume('loginFailuresPerAccount', account);
+    let user: UserRow | undefined;
+    let ok: boolean;
+    try {
+      // A name that could never have been registered is simply unknown (and never reaches SQL).
+      user = USERNAME.test(body.username) ? await findUserByUsername(db.db, body.username) : undefined;
+      ok = user ? await hasher.verify(user.password_hash, body.password) : await hasher.verifyDummy(body.password);
+    } catch (err) {
+      // Not a failed guess (the hasher is overloaded, the database away): nothing to count.
+      await limiter.refund('loginFailuresPerAccount', account);
+      throw err;
+    }
     if (!user || !ok) {
-      await limiter.take('loginFailuresPerAccount', account);
       log.info({ ip, known: user !== undefined }, 'login failed');
       throw new UnauthorizedError(BAD_LOGIN);
     }
+    await limiter.refund('loginFailuresPerAccount', account);
     const rehash = hasher.needsRehash(user.password_hash) ? await hasher.hash(body.password) : null;
     const pair = await db.transaction(async (tx) => {
       if (rehash) await setPasswordHash(tx.db, user.id, rehash);
@@ -117,12 +127,17 @@ export class AccountService {
     const { db, hasher, limiter, log } = this.deps;
     const user = await findUserById(db.db, userId);
     if (!user) throw new UnauthorizedError();
-    await limiter.check('loginFailuresPerAccount', user.username_lower);
-    if (!(await hasher.verify(user.password_hash, password))) {
-      await limiter.take('loginFailuresPerAccount', user.username_lower);
+    // Counted before the check and given back when right, as for login.
+    await limiter.consume('loginFailuresPerAccount', user.username_lower);
+    const ok = await hasher.verify(user.password_hash, password).catch(async (err: unknown) => {
+      await limiter.refund('loginFailuresPerAccount', user.username_lower);
+      throw err;
+    });
+    if (!ok) {
       log.info({ userId, ip }, 're-authentication failed');
       throw new UnauthorizedError('current password is wrong');
     }
+    await limiter.refund('loginFailuresPerAccount', user.username_lower);
     return user;
   }
 

@@ -40,6 +40,11 @@ export class RateLimiter {
     await this.consume(name, key, 0);
   }
 
+  /** Gives back `count` tokens taken by `consume` (up to the burst), e.g. a reservation that was not needed. */
+  async refund(name: LimitName, key: string, count = 1): Promise<void> {
+    await this.take(name, key, -count);
+  }
+
   /** Takes tokens, returning seconds to wait (0 = allowed), for callers that do not throw. */
   async take(name: LimitName, key: string, cost = 1): Promise<number> {
     if (!this.enabled) return 0;
@@ -55,6 +60,8 @@ export class RateLimiter {
 /** Token-bucket arithmetic shared by the stores. Returns [bucket after, seconds to wait]. */
 export function takeFromBucket(b: Bucket | undefined, cost: number, burst: number, perSec: number, now: number): [Bucket, number] {
   const tokens = b ? Math.min(burst, b.tokens + (Math.max(0, now - b.at) / 1000) * perSec) : burst;
+  // A negative cost gives tokens back (a refund), never past the burst.
+  if (cost < 0) return [{ tokens: Math.min(burst, tokens - cost), at: now }, 0];
   const needed = Math.max(cost, 1);
   if (tokens >= needed) return [{ tokens: tokens - cost, at: now }, 0];
   return [{ tokens, at: now }, Math.max(1, Math.ceil((needed - tokens) / perSec))];

@@ -11,7 +11,8 @@ if tokens == nil then tokens = burst; at = now end
 tokens = math.min(burst, tokens + math.max(0, now - at) / 1000 * rate)
 local needed = math.max(cost, 1)
 local wait = 0
-if tokens >= needed then tokens = tokens - cost else wait = math.max(1, math.ceil((needed - tokens) / rate)) end
+if cost < 0 then tokens = math.min(burst, tokens - cost)
+elseif tokens >= needed then tokens = tokens - cost else wait = math.max(1, math.ceil((needed - tokens) / rate)) end
 redis.call('HSET', KEYS[1], 't', tostring(tokens), 'a', tostring(now))
 redis.call('PEXPIRE', KEYS[1], math.ceil(burst / rate * 1000) + 1000)
 return wait

@@ -110,6 +110,17 @@ for (const dialect of dialects) {
       expect(statuses).toEqual([401, 401, 401, 401, 401, 429]);
     });
 
+    it('a right password gives back the failure it reserved, in the shared bucket too', async () => {
+      const bob = await apiA.register();
+      const login = (api: Api, password: string) => api.post('/auth/login', { username: bob.username, password }).then((r) => r.status);
+      const statuses = [];
+      for (let i = 0; i < 4; i++) statuses.push(await login(i % 2 ? apiB : apiA, 'wrong-password-1'));
+      // Four failures spent; each right login takes the last token and gives it back.
+      for (let i = 0; i < 3; i++) statuses.push(await login(i % 2 ? apiA : apiB, bob.password));
+      statuses.push(await login(apiB, 'wrong-password-1'), await login(apiA, bob.password));
+      expect(statuses).toEqual([401, 401, 401, 401, 200, 200, 200, 401, 429]);
+    });
+
     it('GET /health reports Redis', async () => {
       const res = await apiA.get('/health');
       expect(res.body).toEqual({ status: 'ok', checks: { database: 'ok', redis: 'ok' } });

@@ -82,6 +82,26 @@ describeEachDialect('rate limits', (dialect) => {
       expect((await from().post('/auth/login', { username: alice.username, password: alice.password })).status).toBe(200);
     });
 
+    it(`T-RL-01: ${4 * burst} wrong passwords sent at once → exactly ${burst} are checked (401), the rest 429; the same for re-authentication`, async () => {
+      const alice = await from().register();
+      const ghost = uniqueName('ghost');
+      clock.freeze();
+      for (const username of [alice.username, ghost]) {
+        const answers = await Promise.all(Array.from({ length: 4 * burst }, (_, i) => from().post('/auth/login', { username, password: `parallel-guess-${i}` })));
+        expect(answers.filter((r) => r.status === 401), username).toHaveLength(burst);
+        for (const r of answers.filter((r) => r.status !== 401)) expectRateLimited(r, 'loginFailuresPerAccount', `${username} in parallel`);
+      }
+      // Re-authentication (account deletion asks for the password) counts against the same bucket.
+      clock.advance(retryAfterOf('loginFailuresPerAccount') * burst * 1000);
+      const bob = await from().register();
+      const tries = await Promise.all(Array.from({ length: 4 * burst }, (_, i) => srv.api.request('DELETE', '/users/me', { body: { password: `parallel-guess-${i}` }, token: bob.token })));
+      expect(tries.filter((r) => r.status === 401)).toHaveLength(burst);
+      for (const r of tries.filter((r) => r.status !== 401)) expectRateLimited(r, 'loginFailuresPerAccount', 're-authentication in parallel');
+      // Right passwords give back what they took: the owner logs in many times over.
+      const carol = await from().register();
+      for (let i = 0; i < 3 * burst; i++) expect((await from().post('/auth/login', { username: carol.username, password: carol.password })).status, `login ${i + 1}`).toBe(200);
+    });
+
     it('T-RL-02 / AUTH-05: the same sequence against a nonexistent account gives identical answers', async () => {
       const alice = await from().register();
       clock.freeze();

@@ -7,7 +7,7 @@ import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, t
 import { validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
 import { CLOSE, DEFAULT_MAX_CIPHERTEXT_BYTES } from '@safechat/protocol';
 import type { AppContext } from './context.js';
-import { AppError } from './errors.js';
+import { AppError, UnavailableError } from './errors.js';
 import { registerBodyParser } from './http/plugins/body-parser.js';
 import { registerErrorHandlers } from './http/plugins/error-handler.js';
 import { registerNotFound } from './http/plugins/not-found.js';
@@ -44,7 +44,8 @@ export async function createApp(ctx: AppContext): Promise<FastifyInstance> {
     trustProxy: ctx.cfg.http.trustProxy,
     onProtoPoisoning: 'error',
     onConstructorPoisoning: 'error',
-    return503OnClosing: true,
+    // Closing: our own 503 below, in the error shape (Fastify's has `error` as a string).
+    return503OnClosing: false,
     requestTimeout: 30_000,
     connectionTimeout: 60_000,
     keepAliveTimeout: 72_000,
@@ -110,7 +111,16 @@ export async function createApp(ctx: AppContext): Promise<FastifyInstance> {
 
   // Sockets first: an HTTP server does not finish closing while upgraded sockets stay open.
   let idleSweep: NodeJS.Timeout | null = null;
+  let closing = false;
+  app.addHook('onRequest', (request, reply, done) => {
+    if (!closing) return done();
+    // Requests that arrive on kept-alive connections while the server drains: the client retries
+    // elsewhere (or here, after the restart) and drops this connection.
+    void reply.header('Connection', 'close');
+    done(new UnavailableError('server is shutting down, retry later', 1));
+  });
   app.addHook('preClose', async () => {
+    closing = true;
     stopUpgrades();
     ctx.hub.shutdown(CLOSE.goingAway, 'server closing');
     // A keep-alive connection whose request was still running when close began would idle on

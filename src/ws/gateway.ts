@@ -6,7 +6,7 @@ import type {} from '@fastify/websocket';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import type { AppContext } from '../context.js';
-import { AppError, ForbiddenError, UnauthorizedError } from '../errors.js';
+import { AppError, ForbiddenError, UnauthorizedError, ValidationError } from '../errors.js';
 import { bearerToken } from '../http/plugins/auth.js';
 import { Pacer } from '../util/pacer.js';
 import { Connection } from './connection.js';
@@ -90,37 +90,39 @@ export function originAllowed(origin: string | undefined, host: string | undefin
 export function registerGateway(app: FastifyInstance, ctx: AppContext): void {
   // Token checks finish on the thread pool and come back in batches: their upgrades are paced too.
   const verified = new Pacer(WS_STARTS_PER_TURN);
-  app.get(
-    '/ws',
-    {
-      websocket: true,
-      schema: { hide: true, querystring: WsQuery },
-      // Runs before the upgrade: a refused handshake is a plain HTTP answer (401/403/429).
-      preHandler: async (request: FastifyRequest) => {
-        if (!originAllowed(request.headers.origin, request.host, ctx.cfg.allowedOrigins)) {
-          throw new ForbiddenError('origin not allowed');
+  app.route({
+    method: 'GET',
+    url: '/ws',
+    schema: { hide: true, querystring: WsQuery },
+    // Runs before the upgrade: a refused handshake is a plain HTTP answer (401/403/429).
+    preHandler: async (request: FastifyRequest) => {
+      if (!originAllowed(request.headers.origin, request.host, ctx.cfg.allowedOrigins)) {
+        throw new ForbiddenError('origin not allowed');
+      }
+      if (ctx.cfg.rateLimits && ctx.hub.socketsFrom(request.ip) >= ctx.cfg.maxSocketsPerIp) {
+        throw new AppError('rate_limited', TOO_MANY_FROM_IP, { retryAfter: 10 }, { 'Retry-After': '10' });
+      }
+      await ctx.limiter.consume('wsConnectsPerIp', request.ip);
+      if (request.headers.authorization !== undefined) {
+        const token = bearerToken(request.headers.authorization);
+        if (token === null) throw new UnauthorizedError('invalid authorization header');
+        const claims = await ctx.services.tokens.verifyAccess(token);
+        await verified.admit();
+        request.auth = claims;
+        if (ctx.cfg.rateLimits && ctx.hub.connectionCount(claims.userId) >= ctx.socketCap) {
+          throw new AppError('rate_limited', 'too many connections for this user', { retryAfter: 10 }, { 'Retry-After': '10' });
         }
-        if (ctx.cfg.rateLimits && ctx.hub.socketsFrom(request.ip) >= ctx.cfg.maxSocketsPerIp) {
-          throw new AppError('rate_limited', TOO_MANY_FROM_IP, { retryAfter: 10 }, { 'Retry-After': '10' });
-        }
-        await ctx.limiter.consume('wsConnectsPerIp', request.ip);
-        if (request.headers.authorization !== undefined) {
-          const token = bearerToken(request.headers.authorization);
-          if (token === null) throw new UnauthorizedError('invalid authorization header');
-          const claims = await ctx.services.tokens.verifyAccess(token);
-          await verified.admit();
-          request.auth = claims;
-          if (ctx.cfg.rateLimits && ctx.hub.connectionCount(claims.userId) >= ctx.socketCap) {
-            throw new AppError('rate_limited', 'too many connections for this user', { retryAfter: 10 }, { 'Retry-After': '10' });
-          }
-        }
-      },
+      }
     },
-    (socket, request) => {
+    // A plain GET (no upgrade): an answer in the error shape instead of the plugin's empty 404.
+    handler: () => {
+      throw new ValidationError('/ws accepts only a WebSocket upgrade');
+    },
+    wsHandler: (socket, request) => {
       const conn = new Connection(socket, ctx.connectionDeps, request.ip);
       const since = (request.query as z.infer<typeof WsQuery>).since;
       if (request.auth) conn.begin(request.auth, since === undefined ? undefined : Number(since));
       else conn.awaitAuth(since);
     },
-  );
+  });
 }

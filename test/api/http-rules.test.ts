@@ -76,6 +76,15 @@ describeEachDialect('HTTP rules', (dialect) => {
     expect(m2.headers.allow).toBe('POST');
   });
 
+  it('GET /ws without a WebSocket upgrade → 400 in the error shape (not an empty 404)', async () => {
+    for (const token of [undefined, alice.token]) {
+      const res = await api.request('GET', '/ws', { token });
+      expect(res.status).toBe(400);
+      expect(isErrorShape(res.body, 'validation_error')).toBe(true);
+      expect(res.body.error.message).toBe('/ws accepts only a WebSocket upgrade');
+    }
+  });
+
   it('sends security headers on every response', async () => {
     for (const res of [await api.get('/health'), await api.get('/nope'), await api.get('/users/me')]) {
       expect(res.headers['x-content-type-options']).toBe('nosniff');

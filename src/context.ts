@@ -122,7 +122,7 @@ export class AppContext {
     const services = {
       tokens,
       accounts: new AccountService({ db, hasher, tokens, limiter, clock, log: log.auth, deleted: (userId) => chats.forgetUser(userId) }),
-      users: new UserService(db),
+      users: new UserService(db, limiter),
       chats,
       mailbox,
       messages,

@@ -16,6 +16,8 @@ export const LIMITS = {
   refreshPerFamily: { burst: 10, perSec: 1 / 60 },
   /** Pre-key bundle claims per requester: draining a user's one-time pre-keys is an attack. */
   keyClaimsPerUser: { burst: 100, perSec: 1 },
+  /** Other users looked up (by id or by name) per requester: crawling the directory is an attack too. */
+  userLookupsPerUser: { burst: 100, perSec: 1 },
   /** Messages per sender, by count and by ciphertext bytes. */
   sendsPerUser: { burst: 300, perSec: 60 },
   sendBytesPerUser: { burst: 16 * 1024 * 1024, perSec: 1024 * 1024 },

@@ -222,6 +222,21 @@ describeEachDialect('rate limits', (dialect) => {
       expect((await srv.api.get(`/keys/${owner.id}`, other.token)).status).toBe(200);
     });
 
+    it(`AZ-07 / T-KEY-02: looking up other users (by id or by name, one bucket) per requester → 429 after ${LIMITS.userLookupsPerUser.burst}`, async () => {
+      const [target, crawler, other] = [await from().register(), await from().register(), await from().register()];
+      clock.freeze();
+      for (let i = 0; i < LIMITS.userLookupsPerUser.burst; i++) {
+        const res = i % 2 ? await srv.api.get(`/users/${target.id}`, crawler.token) : await srv.api.get(`/users?username=${uniqueName('probe')}`, crawler.token);
+        expect(res.status, `lookup ${i + 1}`).toBe(i % 2 ? 200 : 404);
+      }
+      expectRateLimited(await srv.api.get(`/users?username=${target.username}`, crawler.token), 'userLookupsPerUser', 'by name');
+      expectRateLimited(await srv.api.get(`/users/${target.id}`, crawler.token), 'userLookupsPerUser', 'by id');
+      // One's own profile is not a lookup; another requester is not affected.
+      expect((await srv.api.get('/users/me', crawler.token)).status).toBe(200);
+      expect((await srv.api.get(`/users/${crawler.id}`, crawler.token)).status).toBe(200);
+      expect((await srv.api.get(`/users?username=${target.username}`, other.token)).status).toBe(200);
+    });
+
     it(`authenticated requests per user → 429 after ${LIMITS.requestsPerUser.burst}`, async () => {
       const u = await from().register();
       clock.freeze();

@@ -11,19 +11,19 @@ export const userRoutes: FastifyPluginAsyncZod<{ ctx: AppContext }> = async (app
   app.addHook('onRequest', ctx.authenticate);
 
   app.get('/users/me', { schema: { tags: ['users'], security, response: { 200: User, ...errors } } }, async (request) =>
-    ctx.services.users.byId(caller(request).userId),
+    ctx.services.users.me(caller(request).userId),
   );
 
   app.get(
     '/users/:id',
     { schema: { tags: ['users'], security, params: UserIdParams, response: { 200: User, ...errors } } },
-    async (request) => ctx.services.users.byId(request.params.id),
+    async (request) => ctx.services.users.byId(caller(request).userId, request.params.id),
   );
 
   app.get(
     '/users',
     { schema: { tags: ['users'], summary: 'Find a user by exact username (case-insensitive)', security, querystring: UsernameQuery, response: { 200: User, ...errors } } },
-    async (request) => ctx.services.users.byUsername(request.query.username),
+    async (request) => ctx.services.users.byUsername(caller(request).userId, request.query.username),
   );
 
   app.delete(

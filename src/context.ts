@@ -130,6 +130,9 @@ export class AppContext {
     };
     mailbox.connect(hub);
     tokens.connect(hub);
+    pubsub?.onReconnect(() => {
+      hub.resync((ids) => tokens.liveFamilies(ids)).catch((err: unknown) => log.ws.error({ err }, 'checking live sockets after a pub/sub outage failed'));
+    });
     hub.startHeartbeat(HEARTBEAT_MS);
     const jobs = { pruneEvents: new PruneEventsJob({ db, clock, log: log.jobs, retentionDays: cfg.events.retentionDays }) };
     if (!overrides.noJobs) jobs.pruneEvents.start();

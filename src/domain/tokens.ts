@@ -15,6 +15,7 @@ import {
   insertFamily,
   insertRefreshToken,
   isFamilyActive,
+  liveFamilyIds,
   revokeFamily,
   touchFamily,
 } from '../storage/repositories/tokens.js';
@@ -142,6 +143,11 @@ export class TokenService {
     if (await revokeFamily(tx.db, familyId, this.clock.now(), reason)) {
       tx.onCommit(() => this.sink?.sessionsRevoked(userId, familyId));
     }
+  }
+
+  /** Which of these logins are still live: for sockets that may have missed a revocation. */
+  liveFamilies(familyIds: string[]): Promise<Set<string>> {
+    return liveFamilyIds(this.db.db, familyIds, this.clock.now());
   }
 
   /** Verifies an access token: signature, pinned algorithm, typ, iss, aud, exp, and a live login. */

@@ -21,6 +21,10 @@ export class LocalPubSub implements PubSub {
     };
   }
 
+  onReconnect(): void {
+    // In process: never away.
+  }
+
   ping(): Promise<void> {
     return Promise.resolve();
   }

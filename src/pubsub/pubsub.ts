@@ -7,6 +7,11 @@ export interface PubSub {
   publish(channel: string, message: string): void;
   /** Returns the function that unsubscribes. */
   subscribe(channel: string, handler: (message: string) => void): () => void;
+  /**
+   * Called each time the subscription is back after the broker was away: signals published
+   * meanwhile were lost, so local state that depends on them must be checked again.
+   */
+  onReconnect(handler: () => void): void;
   /** Resolves when the broker answers; rejects when it cannot be reached. */
   ping(): Promise<void>;
   close(): Promise<void>;

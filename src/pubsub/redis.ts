@@ -9,6 +9,7 @@ import type { PubSub } from './pubsub.js';
  */
 export class RedisPubSub implements PubSub {
   private readonly handlers = new Map<string, Set<(message: string) => void>>();
+  private readonly reconnected = new Set<() => void>();
 
   private constructor(
     /** The command connection; also used by other Redis users (the shared rate limiter). */
@@ -19,6 +20,19 @@ export class RedisPubSub implements PubSub {
     sub.on('message', (channel: string, message: string) => {
       for (const h of this.handlers.get(channel) ?? []) h(message);
     });
+    // 'ready' comes after ioredis has subscribed again; the first one is the start, not a return.
+    let readyBefore = sub.status === 'ready';
+    sub.on('ready', () => {
+      // The PING answers after the SUBSCRIBEs sent on reconnect: from then on nothing is missed.
+      if (readyBefore) void sub.ping().catch(() => undefined).then(() => {
+        for (const h of this.reconnected) h();
+      });
+      readyBefore = true;
+    });
+  }
+
+  onReconnect(handler: () => void): void {
+    this.reconnected.add(handler);
   }
 
   static async connect(url: string, log: Logger): Promise<RedisPubSub> {

@@ -149,6 +149,25 @@ export class Hub implements EventSink, SessionSink {
     }
   }
 
+  /**
+   * Redis is back after an outage: the wake-ups and revocations other instances published
+   * meanwhile were lost. Every live socket reads its log from its cursor, and sockets whose login
+   * ended meanwhile (logout, password change, account deletion elsewhere) are closed.
+   */
+  async resync(liveFamilies: (familyIds: string[]) => Promise<Set<string>>): Promise<void> {
+    const conns = [...this.users.values()].flatMap((set) => [...set]);
+    this.deps.log.info({ sockets: conns.length }, 'pub/sub back: checking live sockets');
+    const families = [...new Set(conns.map((c) => c.familyId).filter((f): f is string => f !== null))];
+    const live = await liveFamilies(families);
+    for (let i = 0; i < conns.length; i++) {
+      const conn = conns[i]!;
+      if (conn.familyId !== null && !live.has(conn.familyId)) conn.close(CLOSE.unauthorized, 'session revoked');
+      else conn.wake(Number.MAX_SAFE_INTEGER);
+      // Each wake-up is a read of the log: a few hundred a turn, not ten thousand at once.
+      if (i % 200 === 199) await new Promise((r) => setImmediate(r));
+    }
+  }
+
   /** Pings every socket each interval and drops those that did not answer the previous ping. */
   startHeartbeat(intervalMs: number): void {
     this.heartbeatTimer = setInterval(() => {

@@ -59,6 +59,22 @@ const activeQ = prepared<{ id: string; userId: string; now: number }, { id: stri
     .where('expires_at', '>', arg('now')),
 );
 
+/** Which of these logins are still live (not revoked, not expired, account not deleted). */
+export async function liveFamilyIds(db: Kysely<Schema>, ids: string[], now: number): Promise<Set<string>> {
+  const live = new Set<string>();
+  for (let i = 0; i < ids.length; i += 500) {
+    const rows = await db
+      .selectFrom('token_families')
+      .select('id')
+      .where('id', 'in', ids.slice(i, i + 500))
+      .where('revoked_at', 'is', null)
+      .where('expires_at', '>', now)
+      .execute();
+    for (const r of rows) live.add(r.id);
+  }
+  return live;
+}
+
 export async function isFamilyActive(db: Kysely<Schema>, id: string, userId: string, now: number): Promise<boolean> {
   return (await activeQ.first(db, { id, userId, now })) !== undefined;
 }

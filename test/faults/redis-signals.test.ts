@@ -1,0 +1,68 @@
+import { describe, expect, it } from 'vitest';
+import {
+  createChat,
+  envelope,
+  LiveSocket,
+  PASSWORD,
+  PrivateRedis,
+  redisUnavailable,
+  ServerProcess,
+  sleep,
+  tempDir,
+  uniqueName,
+  useFaultHooks,
+  waitFor,
+  type Frame,
+  type Session,
+} from './_harness.js';
+
+/**
+ * WS-04 / T-WS-08 across instances, with Redis away: what another instance published while Redis
+ * was down (a logout's revocation, a message's wake-up) never arrives. When Redis is back, each
+ * instance checks its live sockets again: the revoked login's socket closes and the receiver gets
+ * the message it missed, without any new message to wake it.
+ */
+useFaultHooks();
+
+const skip = redisUnavailable();
+if (skip) console.warn(`[faults] Redis signals test SKIPPED: ${skip}.`);
+
+async function registerWithRefresh(srv: ServerProcess): Promise<Session & { refreshToken: string }> {
+  const username = uniqueName('sig');
+  const r = await srv.post('/auth/register', { username, password: PASSWORD }, undefined, 30_000);
+  if (r.status !== 201) throw new Error(`register: ${r.status ?? r.error} ${r.text}`);
+  return { id: r.body.user.id, username, token: r.body.accessToken, refreshToken: r.body.refreshToken };
+}
+
+describe.skipIf(skip !== null)('signals lost while Redis is down (two instances, private redis-server)', () => {
+  it('when Redis returns, a login revoked meanwhile loses its socket on the other instance, and a missed message is delivered', async () => {
+    const redis = await PrivateRedis.start();
+    const shared = tempDir('redis-signals');
+    const a = await ServerProcess.start({ name: 'signals-A', redisUrl: redis.url, dataDir: shared });
+    const b = await ServerProcess.start({ name: 'signals-B', redisUrl: redis.url, dataDir: shared });
+    const [alice, bob, carol] = [await registerWithRefresh(a), await registerWithRefresh(a), await registerWithRefresh(a)];
+    const chatId = await createChat(a, carol, bob);
+
+    const bobEvents: Frame[] = [];
+    const aliceOnB = new LiveSocket(b.wsUrl, alice.token, undefined, { onEvent: () => undefined });
+    const bobOnB = new LiveSocket(b.wsUrl, bob.token, undefined, { onEvent: (f) => bobEvents.push(f) });
+    await Promise.all([aliceOnB.ready, bobOnB.ready]);
+
+    await redis.kill();
+    await waitFor(async () => (await b.get('/health')).body?.checks?.redis === 'down', 5000, 'B to see Redis down', 100);
+    expect((await a.post('/auth/logout', { refreshToken: alice.refreshToken })).status).toBe(204);
+    const sent = await a.post('/messages', { chatId, ...envelope(64) }, carol.token);
+    expect(sent.status).toBe(201);
+    // B cannot know yet: nothing reached it.
+    await sleep(1000);
+    expect(aliceOnB.open).toBe(true);
+    expect(bobEvents.filter((f) => f.type === 'message.new')).toHaveLength(0);
+
+    await redis.launch();
+    await waitFor(() => aliceOnB.closeCode !== null, 10_000, 'alice’s revoked socket on B to close');
+    expect(aliceOnB.closeCode).toBe(4401);
+    const delivered = await waitFor(() => bobEvents.find((f) => f.type === 'message.new'), 10_000, 'bob to get the missed message');
+    expect(delivered.data.id).toBe(sent.body.id);
+    expect(bobOnB.open).toBe(true);
+  });
+});

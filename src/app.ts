@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import type { Server } from 'node:http';
 import cors from '@fastify/cors';
@@ -41,6 +42,8 @@ export async function createApp(ctx: AppContext): Promise<FastifyInstance> {
     // Per-request access logs are off: metrics count requests, logs keep what needs a reader.
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: envelopeLimit,
+    // Unique across instances and restarts: a 5xx answer carries it, and so does its log line.
+    genReqId: () => randomUUID(),
     trustProxy: ctx.cfg.http.trustProxy,
     onProtoPoisoning: 'error',
     onConstructorPoisoning: 'error',

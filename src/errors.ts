@@ -79,11 +79,12 @@ export class UnavailableError extends AppError {
   }
 }
 
-const INTERNAL: ErrorBody = { error: { code: 'internal_error', message: 'internal error' } };
-
-/** Anything that is not an AppError is a bug: answered generically, never described. */
-export function internalErrorBody(): ErrorBody {
-  return INTERNAL;
+/**
+ * Anything that is not an AppError is a bug: answered generically, never described, with the
+ * request's id (also in the server's log line) so an operator can find what happened.
+ */
+export function internalErrorBody(requestId: string): ErrorBody {
+  return { error: { code: 'internal_error', message: 'internal error', details: { requestId } } };
 }
 
 export interface IssueDetail {

@@ -56,7 +56,7 @@ it('a request that arrives while the server drains gets 503 in the error shape, 
     expect(second).toMatch(/\r\nretry-after: 1\r\n/i);
     expect(second).toMatch(/\r\nconnection: close\r\n/i);
     const json = JSON.parse(second!.slice(second!.indexOf('\r\n\r\n') + 4)) as unknown;
-    expect(json).toEqual({ error: { code: 'unavailable', message: 'server is shutting down, retry later' } });
+    expect(json).toEqual({ error: { code: 'unavailable', message: 'server is shutting down, retry later', details: { requestId: expect.any(String) } } });
   } finally {
     socket.destroy();
   }

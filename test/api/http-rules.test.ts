@@ -1,3 +1,5 @@
+import { Writable } from 'node:stream';
+import { sql } from 'kysely';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { Api, envelope, isErrorShape, type Session } from '../_helpers/api.js';
 import { describeEachDialect, testServer, type TestServer } from '../_helpers/server.js';
@@ -97,6 +99,32 @@ describeEachDialect('HTTP rules', (dialect) => {
       expect(res.headers['cross-origin-opener-policy']).toBe('same-origin');
       expect(res.headers['cross-origin-embedder-policy']).toBeUndefined();
       expect(res.headers['x-powered-by']).toBeUndefined();
+    }
+  });
+
+  it('a 500 says nothing of what failed but carries the request id that its log line carries', async () => {
+    const lines: { reqId?: string; msg?: string; err?: { message?: string } }[] = [];
+    const logDestination = new Writable({
+      write(chunk: Buffer, _enc, done) {
+        for (const l of chunk.toString('utf8').split('\n').filter(Boolean)) lines.push(JSON.parse(l));
+        done();
+      },
+    });
+    const broken = await testServer({ dialect, env: { LOG_LEVEL: 'error' }, overrides: { logDestination } });
+    try {
+      const api2 = new Api(broken.app);
+      const carol = await api2.register();
+      // A bug's stand-in: a table the route needs is gone.
+      await sql`drop table one_time_prekeys`.execute(broken.ctx.db.db);
+      const res = await api2.get('/keys/count', carol.token);
+      expect(res.status).toBe(500);
+      expect(res.body).toEqual({ error: { code: 'internal_error', message: 'internal error', details: { requestId: expect.stringMatching(/^[0-9a-f-]{36}$/) } } });
+      expect(res.text).not.toMatch(/prekeys|sqlite|postgres|relation|table/i);
+      const logged = lines.find((l) => l.msg === 'unhandled error');
+      expect(logged?.reqId).toBe(res.body.error.details.requestId);
+      expect(logged?.err?.message).toMatch(/one_time_prekeys/);
+    } finally {
+      await broken.close();
     }
   });
 

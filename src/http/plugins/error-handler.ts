@@ -49,10 +49,14 @@ export function registerErrorHandlers(app: FastifyInstance): void {
     const appErr = toHttpError(err);
     if (!appErr) {
       request.log.error({ err }, 'unhandled error');
-      return reply.code(500).type('application/json').send(internalErrorBody());
+      return reply.code(500).type('application/json').send(internalErrorBody(request.id));
     }
-    if (appErr.status >= 500) request.log.warn({ error: (err as Error).message, code: (err as FastifyError).code }, 'dependency unavailable');
-    else if (appErr.code === 'rate_limited') request.log.info({ ip: request.ip }, 'rate limited');
-    return reply.code(appErr.status).headers(appErr.headers ?? {}).type('application/json').send(appErr.toBody());
+    const body = appErr.toBody();
+    if (appErr.status >= 500) {
+      request.log.warn({ error: (err as Error).message, code: (err as FastifyError).code }, 'dependency unavailable');
+      // A 5xx carries the request's id (the log line's reqId): the one thing worth reporting.
+      body.error.details = { requestId: request.id };
+    } else if (appErr.code === 'rate_limited') request.log.info({ ip: request.ip }, 'rate limited');
+    return reply.code(appErr.status).headers(appErr.headers ?? {}).type('application/json').send(body);
   });
 }

@@ -13,7 +13,7 @@ import { TokenService } from './domain/tokens.js';
 import { UserService } from './domain/users.js';
 import { authenticate } from './http/plugins/auth.js';
 import { PruneEventsJob } from './jobs/prune-events.js';
-import { CAPS, limitsFor } from './limits/catalog.js';
+import { CAPS, limitsFor, type Limits } from './limits/catalog.js';
 import { MemoryLimiterStore, RateLimiter, type LimiterStore } from './limits/limiter.js';
 import { createLoggers, type Loggers } from './logger.js';
 import type { PubSub } from './pubsub/pubsub.js';
@@ -37,6 +37,8 @@ export interface ContextOverrides {
   instanceId?: string;
   /** Do not start background jobs (tests run them by hand). */
   noJobs?: boolean;
+  /** Tests of a limit whose production burst is too large to reach in a test (bytes per receiver). */
+  limits?: Partial<Limits>;
 }
 
 const HEARTBEAT_MS = 30_000;
@@ -95,7 +97,7 @@ export class AppContext {
     const redis = overrides.pubsub === undefined && cfg.redisUrl ? await RedisPubSub.connect(cfg.redisUrl, log.pubsub) : null;
     const pubsub = overrides.pubsub !== undefined ? overrides.pubsub : redis;
     const limiterStore = overrides.limiterStore ?? (redis ? new RedisLimiterStore(redis.pub, log.root) : new MemoryLimiterStore());
-    const limiter = new RateLimiter(limiterStore, clock, cfg.rateLimits, (limit) => telemetry.rateLimited.inc({ limit }), limitsFor(cfg.auth.accessTtlSec));
+    const limiter = new RateLimiter(limiterStore, clock, cfg.rateLimits, (limit) => telemetry.rateLimited.inc({ limit }), { ...limitsFor(cfg.auth.accessTtlSec), ...overrides.limits });
     const hub = new Hub({ pubsub, instanceId, telemetry, log: log.ws, maxSocketsPerUser: cfg.rateLimits ? CAPS.socketsPerUser : Number.MAX_SAFE_INTEGER,
       maxSocketsPerIp: cfg.rateLimits ? cfg.maxSocketsPerIp : Number.MAX_SAFE_INTEGER,
     });

@@ -67,6 +67,14 @@ export class MessageService {
     }
 
     const { chatId, receiverId } = await this.route(senderId, body);
+    try {
+      await limiter.consume('receiveBytesPerUser', receiverId, bytes);
+    } catch (err) {
+      const earlier = err instanceof RateLimitedError ? await this.earlier(senderId, body) : undefined;
+      if (earlier) return earlier;
+      if (err instanceof RateLimitedError) throw new RateLimitedError(err.retryAfterSec, 'the receiver is getting too much, retry later');
+      throw err;
+    }
     const now = clock.now();
     const row: MessageRow = {
       id: uuidv7(now),

@@ -21,6 +21,11 @@ export const LIMITS = {
   /** Messages per sender, by count and by ciphertext bytes. */
   sendsPerUser: { burst: 300, perSec: 60 },
   sendBytesPerUser: { burst: 16 * 1024 * 1024, perSec: 1024 * 1024 },
+  /**
+   * Ciphertext bytes per receiver, from all senders together (Signal's inbound-bytes bucket): many
+   * accounts cannot pile an unbounded backlog onto one user. 128 MiB, then 128 MiB an hour.
+   */
+  receiveBytesPerUser: { burst: 128 * 1024 * 1024, perSec: (128 * 1024 * 1024) / 3600 },
   /** WebSocket upgrades per client IP. */
   wsConnectsPerIp: { burst: 200, perSec: 5 },
   /** Inbound WebSocket frames per connection. */

@@ -281,6 +281,35 @@ describeEachDialect('rate limits', (dialect) => {
       expect(retry.body.id).toBe(first.body.id);
     });
 
+    it(`RL-03 / REL-11: ciphertext bytes per receiver, from all senders together (${LIMITS.receiveBytesPerUser.burst / 2 ** 20} MiB, then ${Math.round((LIMITS.receiveBytesPerUser.perSec * 3600) / 2 ** 20)} MiB an hour)`, async () => {
+      // The production burst is 128 MiB (2,048 of the largest messages): this server's is 4 of them.
+      const size = 64 * 1024;
+      const small = { ...LIMITS.receiveBytesPerUser, burst: 4 * size };
+      const limited = await wsServer({ dialect, overrides: { clock, limits: { receiveBytesPerUser: small } } });
+      try {
+        const [victim, other, s1, s2] = await Promise.all([limited.user(), limited.user(), limited.user(), limited.user()]);
+        const [c1, c2, c3] = await Promise.all([limited.api.chat(s1, victim), limited.api.chat(s2, victim), limited.api.chat(s1, other)]);
+        clock.freeze();
+        for (let i = 0; i < 4; i++) {
+          const [sender, chat] = i % 2 ? [s2, c2] : [s1, c1];
+          expect((await limited.api.post('/messages', { chatId: chat.id, ...envelope(size), clientMessageId: `rb-${i}` }, sender.token)).status, `send ${i + 1}`).toBe(201);
+        }
+        const over = await unchanged(limited, () => limited.api.post('/messages', { chatId: c2.id, ...envelope(size) }, s2.token));
+        expectError(over, 429, 'rate_limited', 'receiver bytes');
+        expect(over.body.error.message).toBe('the receiver is getting too much, retry later');
+        expect(Number(over.headers['retry-after'])).toBe(Math.ceil(size / small.perSec));
+        // A retry of a stored message is still answered with it; another receiver is not affected.
+        expect((await limited.api.post('/messages', { chatId: c1.id, ...envelope(size), clientMessageId: 'rb-0' }, s1.token)).status).toBe(200);
+        expect((await limited.api.post('/messages', { chatId: c3.id, ...envelope(size) }, s1.token)).status).toBe(201);
+        // The bucket refills.
+        clock.advance(Math.ceil(size / small.perSec) * 1000);
+        expect((await limited.api.post('/messages', { chatId: c2.id, ...envelope(size) }, s2.token)).status).toBe(201);
+      } finally {
+        closeAllSockets();
+        await limited.close();
+      }
+    });
+
     it(`T-RL-06: ciphertext bytes per user → 429 after ${LIMITS.sendBytesPerUser.burst} bytes`, async () => {
       const [a, b] = [await from().register(), await from().register()];
       const chatId = (await srv.api.chat(a, b)).id;

@@ -66,6 +66,8 @@ export class RateLimitedError extends AppError {
   constructor(
     readonly retryAfterSec: number,
     message = 'too many requests, retry later',
+    /** Which limit (logged, never sent). */
+    readonly limit?: string,
   ) {
     super('rate_limited', message, { retryAfter: retryAfterSec }, { 'Retry-After': String(retryAfterSec) });
   }

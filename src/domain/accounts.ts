@@ -79,7 +79,7 @@ export class AccountService {
       throw err;
     }
     if (!user || !ok) {
-      log.info({ ip, known: user !== undefined }, 'login failed');
+      log.info({ ip, known: user !== undefined, ...(user ? { userId: user.id } : {}) }, 'login failed');
       throw new UnauthorizedError(BAD_LOGIN);
     }
     await limiter.refund('loginFailuresPerAccount', account);

@@ -72,7 +72,7 @@ export class MessageService {
     } catch (err) {
       const earlier = err instanceof RateLimitedError ? await this.earlier(senderId, body) : undefined;
       if (earlier) return earlier;
-      if (err instanceof RateLimitedError) throw new RateLimitedError(err.retryAfterSec, 'the receiver is getting too much, retry later');
+      if (err instanceof RateLimitedError) throw new RateLimitedError(err.retryAfterSec, 'the receiver is getting too much, retry later', err.limit);
       throw err;
     }
     const now = clock.now();

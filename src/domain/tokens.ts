@@ -87,7 +87,7 @@ export class TokenService {
     return { accessToken: await this.signAccess(userId, familyId, now), refreshToken, expiresIn: this.cfg.accessTtlSec };
   }
 
-  async refresh(refreshToken: string): Promise<TokenPair> {
+  async refresh(refreshToken: string, ip: string): Promise<TokenPair> {
     if (!REFRESH_SHAPE.test(refreshToken)) throw new UnauthorizedError('invalid refresh token');
     const tokenHash = hashToken(refreshToken);
     const known = await findRefreshToken(this.db.db, tokenHash);
@@ -99,8 +99,9 @@ export class TokenService {
         const seen = await findRefreshToken(tx.db, tokenHash);
         // @NOTE A rotated token presented again means it leaked (or a client raced itself):
         // revoke the whole family, as RFC 9700 §4.14.2 recommends.
-        if (seen) await this.revokeInTx(tx, seen.user_id, seen.family_id, 'refresh token reuse');
-        return seen ? ('reused' as const) : ('unknown' as const);
+        if (!seen) return 'unknown' as const;
+        await this.revokeInTx(tx, seen.user_id, seen.family_id, 'refresh token reuse');
+        return { reused: { userId: seen.user_id, familyId: seen.family_id } };
       }
       const family = await findFamily(tx.db, claimed.family_id);
       if (!family || family.revoked_at !== null || family.expires_at <= now || claimed.expires_at <= now) return 'expired' as const;
@@ -109,9 +110,14 @@ export class TokenService {
       return { userId: family.user_id, familyId: family.id, refreshToken: next };
     });
     if (typeof outcome === 'string') {
-      if (outcome === 'reused') this.log.warn('refresh token reuse detected: family revoked');
+      this.log.info({ ip, reason: outcome }, 'refresh failed');
       throw new UnauthorizedError('invalid refresh token');
     }
+    if ('reused' in outcome) {
+      this.log.warn({ ...outcome.reused, ip }, 'refresh token reuse detected: family revoked');
+      throw new UnauthorizedError('invalid refresh token');
+    }
+    this.log.info({ userId: outcome.userId, familyId: outcome.familyId, ip }, 'session refreshed');
     return {
       accessToken: await this.signAccess(outcome.userId, outcome.familyId, now),
       refreshToken: outcome.refreshToken,

@@ -31,7 +31,7 @@ export class RateLimiter {
     const wait = await this.take(name, key, cost);
     if (wait > 0) {
       this.onLimited(name);
-      throw new RateLimitedError(wait);
+      throw new RateLimitedError(wait, undefined, name);
     }
   }
 

@@ -23,6 +23,7 @@ describeEachDialect('log redaction', (dialect) => {
   const keep = (what: string, value: string | undefined) => {
     if (value) secrets.set(value, what);
   };
+  const ids: { alice?: string; bob?: string } = {};
   const INJECTED = ['mallory-crlf\nINFO fake entry: admin logged in', 'xavier-crlf\r\n{"level":30,"msg":"forged"}', 'yolanda-crlf\u2028z\u0085w'];
 
   beforeAll(async () => {
@@ -96,6 +97,12 @@ describeEachDialect('log redaction', (dialect) => {
       expect(m.status).toBe(201);
       await srv.api.put(`/messages/${m.body.id}/status`, { status: 'read' }, bobToken);
     }
+    // Authorization denied (the sender may not set her own message's status) and a refused bearer token.
+    const own = await srv.api.post('/messages', { receiverId: bob.id, ...envelope(16) }, good.body.accessToken);
+    expect((await aliceApi.put(`/messages/${own.body.id}/status`, { status: 'read' }, good.body.accessToken)).status).toBe(403);
+    expect((await aliceApi.get('/users/me', `${good.body.accessToken.slice(0, -2)}xx`)).status).toBe(401);
+    ids.alice = alice.id;
+    ids.bob = bob.id;
     const e = envelope(48);
     Object.entries(e).forEach(([k, v]) => k !== 'type' && keep(k, v));
     expect((await aliceWs.request('ws-1', { receiverId: bob.id, ...e })).type).toBe('message.sent');
@@ -159,5 +166,25 @@ describeEachDialect('log redaction', (dialect) => {
     const failed = lines.filter((l) => (JSON.parse(l) as { msg?: string }).msg === 'login failed');
     // alice's wrong password, the unknown user, the CR/LF names, the brute force up to its limit.
     expect(failed.length).toBe(2 + INJECTED.length + LIMITS.loginFailuresPerAccount.burst);
+  });
+
+  it('T-LOG-03 / DATA-03: security events are one line each, with the user (when known), the address and the UTC time', () => {
+    type Rec = { msg?: string; time?: string; ip?: string; userId?: string; familyId?: string; limit?: string; route?: string; reason?: string };
+    const recs = lines.map((l) => JSON.parse(l) as Rec);
+    const of = (msg: string) => recs.filter((r) => r.msg === msg);
+    for (const r of recs) if (r.time !== undefined) expect(r.time).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+    const failed = of('login failed');
+    expect(failed.filter((r) => r.userId === ids.alice)).toHaveLength(1);
+    expect(failed.every((r) => typeof r.ip === 'string')).toBe(true);
+    expect(of('login succeeded').some((r) => r.userId === ids.alice && r.ip === '10.200.0.1')).toBe(true);
+    expect(of('session refreshed')).toEqual([expect.objectContaining({ userId: ids.bob, familyId: expect.any(String), ip: '10.200.0.2' })]);
+    expect(of('refresh token reuse detected: family revoked')).toEqual([expect.objectContaining({ userId: ids.bob, familyId: expect.any(String), ip: '10.200.0.2' })]);
+    expect(of('rate limited')).toContainEqual(expect.objectContaining({ limit: 'loginFailuresPerAccount', ip: expect.stringMatching(/^10\.200\.1\./) }));
+    expect(of('authorization denied')).toEqual([expect.objectContaining({ userId: ids.alice, ip: '10.200.0.1', route: '/messages/:id/status' })]);
+    // The refused bearer token over REST, and the one on a WebSocket upgrade.
+    expect(of('authentication failed')).toEqual([
+      expect.objectContaining({ ip: '10.200.0.1', reason: 'invalid access token', route: '/users/me' }),
+      expect.objectContaining({ ip: '127.0.0.1', reason: 'invalid access token', route: '/ws' }),
+    ]);
   });
 });

@@ -38,7 +38,7 @@ export const authRoutes: FastifyPluginAsyncZod<{ ctx: AppContext }> = async (app
         response: { 200: TokenPair, ...errors },
       },
     },
-    async (request) => ctx.services.tokens.refresh(request.body.refreshToken),
+    async (request) => ctx.services.tokens.refresh(request.body.refreshToken, request.ip),
   );
 
   app.post(

@@ -22,7 +22,19 @@ async function main(): Promise<void> {
   }
   const ctx = await AppContext.fromConfig(cfg, secrets);
   const app = await createApp(ctx);
-  await app.listen({ host: cfg.http.host, port: cfg.http.port });
+  try {
+    await app.listen({ host: cfg.http.host, port: cfg.http.port });
+  } catch (err) {
+    // An address that cannot be listened on is bad configuration: one line naming the variable.
+    const code = (err as NodeJS.ErrnoException).code ?? '';
+    const variable = ['EADDRINUSE', 'EACCES'].includes(code) ? 'PORT' : ['ENOTFOUND', 'EAI_AGAIN', 'EADDRNOTAVAIL', 'EAI_NONAME'].includes(code) ? 'HOST' : null;
+    if (variable === null) throw err;
+    console.error(`Invalid ${variable}: cannot listen on ${cfg.http.host}:${cfg.http.port} (${code})`);
+    await app.close().catch(() => undefined);
+    await ctx.close().catch(() => undefined);
+    process.exitCode = 78; // EX_CONFIG
+    return;
+  }
   ctx.log.root.info({ db: cfg.db.kind, redis: cfg.redisUrl !== null, rateLimits: cfg.rateLimits }, 'safe chat backend ready');
 
   let stopping = false;

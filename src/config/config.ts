@@ -136,7 +136,9 @@ export function envToConfig(env: Env): ServerConfig {
   if (redisUrl !== null && !/^rediss?:\/\//.test(redisUrl)) throw new ConfigError('REDIS_URL', 'expected redis://… or rediss://…');
   const accessTtlSec = duration('ACCESS_TOKEN_TTL', env.ACCESS_TOKEN_TTL, '15m', 10, 24 * 3600);
   const refreshTtlSec = duration('REFRESH_TOKEN_TTL', env.REFRESH_TOKEN_TTL, '30d', 60, 365 * 86400);
-  const sessionMaxAgeSec = duration('SESSION_MAX_AGE', env.SESSION_MAX_AGE, '90d', 60, 3650 * 86400);
+  // Unset, a login's absolute lifetime is 90 days, or the refresh lifetime if that is longer.
+  const sessionMaxAgeSec =
+    env.SESSION_MAX_AGE === undefined ? Math.max(90 * 86400, refreshTtlSec) : duration('SESSION_MAX_AGE', env.SESSION_MAX_AGE, '90d', 60, 3650 * 86400);
   if (sessionMaxAgeSec < refreshTtlSec) throw new ConfigError('SESSION_MAX_AGE', 'must not be shorter than REFRESH_TOKEN_TTL');
   return {
     production,

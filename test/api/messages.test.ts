@@ -124,6 +124,21 @@ describeEachDialect('messages', (dialect) => {
     expect(isErrorShape(huge.body, 'payload_too_large')).toBe(true);
   });
 
+  it('at the largest MAX_MESSAGE_BYTES (1 MiB), a ciphertext just over it is 413 too, not a schema 400', async () => {
+    const big = await testServer({ dialect, env: { MAX_MESSAGE_BYTES: String(1024 * 1024) } });
+    try {
+      const api2 = new Api(big.app);
+      const [x, y] = await Promise.all([api2.register(), api2.register()]);
+      const chat = await api2.chat(x, y);
+      expect((await api2.post('/messages', { chatId: chat.id, ...envelope(1024 * 1024) }, x.token)).status).toBe(201);
+      const over = await api2.post('/messages', { chatId: chat.id, ...envelope(1024 * 1024 + 3) }, x.token);
+      expect(over.status).toBe(413);
+      expect(isErrorShape(over.body, 'payload_too_large')).toBe(true);
+    } finally {
+      await big.close();
+    }
+  });
+
   it('a non-member cannot send to or read a chat (404, as for a missing chat)', async () => {
     const send = await api.post('/messages', { chatId, ...envelope() }, carol.token);
     expect(send.status).toBe(404);

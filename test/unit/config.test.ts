@@ -1,5 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -102,5 +103,34 @@ describe('configuration', () => {
       out = e.stderr.toString().trim();
     }
     expect(out).toBe('Invalid PORT: expected a whole number, got "nope"');
+  });
+
+  it('an address that cannot be listened on is named the same way (HOST, or PORT when taken)', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'safechat-listen-'));
+    const taken = net.createServer();
+    await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', () => resolve()));
+    const port = (taken.address() as net.AddressInfo).port;
+    const run = (env: Record<string, string>) => {
+      try {
+        execFileSync(process.execPath, ['--import', 'tsx', 'src/main.ts'], { env: { ...process.env, DATA_DIR: dir, DATABASE_URL: 'sqlite::memory:', LOG_LEVEL: 'silent', ...env }, stdio: 'pipe', timeout: 20_000 });
+        return { status: 0, line: '' };
+      } catch (err) {
+        const e = err as { status: number; stderr: Buffer };
+        return { status: e.status, line: e.stderr.toString().trim() };
+      }
+    };
+    try {
+      expect(run({ HOST: 'no-such-host.invalid', PORT: '0' })).toEqual({ status: 78, line: expect.stringMatching(/^Invalid HOST: cannot listen on no-such-host\.invalid:0 \(E[A-Z_]+\)$/) });
+      expect(run({ HOST: '127.0.0.1', PORT: String(port) })).toEqual({ status: 78, line: `Invalid PORT: cannot listen on 127.0.0.1:${port} (EADDRINUSE)` });
+    } finally {
+      taken.close();
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('SESSION_MAX_AGE, when unset, is never shorter than REFRESH_TOKEN_TTL', () => {
+    expect(envToConfig(readEnv({})).auth.sessionMaxAgeSec).toBe(90 * 86400);
+    expect(envToConfig(readEnv({ REFRESH_TOKEN_TTL: '120d' })).auth.sessionMaxAgeSec).toBe(120 * 86400);
+    fails({ REFRESH_TOKEN_TTL: '120d', SESSION_MAX_AGE: '100d' }, 'SESSION_MAX_AGE');
   });
 });

@@ -4,8 +4,11 @@ import { base64Bytes, ClientMessageId, Id, Password, PublicKey32, Timestamp, Use
 // ---- shared limits ----
 /** Default cap on the decoded size of `encryptedContent`; servers may be configured lower or higher. */
 export const DEFAULT_MAX_CIPHERTEXT_BYTES = 64 * 1024;
-/** Upper bound the schema accepts before the configured size check answers 413. */
-const CIPHERTEXT_SCHEMA_MAX_BYTES = 1024 * 1024;
+/**
+ * Upper bound the schema accepts, above the largest size a server can be configured for (1 MiB):
+ * the configured size check, not the schema, answers 413 for anything between.
+ */
+const CIPHERTEXT_SCHEMA_MAX_BYTES = 2 * 1024 * 1024;
 
 // ---- users and auth ----
 export const User = z.object({

@@ -36,6 +36,9 @@ async function main(): Promise<void> {
     return;
   }
   ctx.log.root.info({ db: cfg.db.kind, redis: cfg.redisUrl !== null, rateLimits: cfg.rateLimits }, 'safe chat backend ready');
+  const durability = await ctx.db.durability();
+  if (durability.survivesPowerLoss) ctx.log.db.info(durability.settings, 'storage durability');
+  else ctx.log.db.warn(durability.settings, 'storage durability: acknowledged messages can be lost if the machine fails');
 
   let stopping = false;
   const stop = async (signal: string) => {

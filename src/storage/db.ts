@@ -18,6 +18,12 @@ export interface Tx {
   onCommit(hook: () => void): void;
 }
 
+/** `survivesPowerLoss`: an acknowledged write survives losing the machine, not only the process. */
+export interface Durability {
+  settings: Record<string, string>;
+  survivesPowerLoss: boolean;
+}
+
 export abstract class Database {
   abstract readonly dialect: DialectName;
   /** For reads outside a transaction. Code inside `transaction()` must use `tx.db` only. */
@@ -53,6 +59,12 @@ export abstract class Database {
   async ping(): Promise<void> {
     await sql`select 1`.execute(this.db);
   }
+
+  /**
+   * How durable an acknowledged write is, as the database reports it (logged at start: an
+   * operator sees a PostgreSQL with fsync or synchronous_commit off before losing messages).
+   */
+  abstract durability(): Promise<Durability>;
 
   async close(): Promise<void> {
     await this.db.destroy();
@@ -202,6 +214,15 @@ export class SqliteDatabase extends Database {
 
   protected override get writer(): Kysely<Schema> {
     return this.write;
+  }
+
+  durability(): Promise<Durability> {
+    const journalMode = String(this.raw.pragma('journal_mode', { simple: true }));
+    const level = ['OFF', 'NORMAL', 'FULL', 'EXTRA'][Number(this.raw.pragma('synchronous', { simple: true }))] ?? 'unknown';
+    // SQLite runs at NORMAL and the server fsyncs the WAL before answering: FULL's promise.
+    const synchronous = this.syncEachCommit ? 'FULL (NORMAL + the WAL fsynced before every answer)' : level;
+    const survives = journalMode === 'wal' && (this.syncEachCommit || level === 'FULL' || level === 'EXTRA');
+    return Promise.resolve({ settings: { journal_mode: journalMode, synchronous }, survivesPowerLoss: survives });
   }
 
   transaction<T>(fn: (tx: Tx) => Promise<T>): Promise<T> {
@@ -494,6 +515,13 @@ export class PostgresDatabase extends Database {
       useNamedStatements(client);
     });
     return new PostgresDatabase(pool, log, cfg.schema ?? 'public');
+  }
+
+  async durability(): Promise<Durability> {
+    const show = async (name: string) => String((await sql<{ v: string }>`select current_setting(${name}) as v`.execute(this.db)).rows[0]!.v);
+    const settings = { fsync: await show('fsync'), synchronous_commit: await show('synchronous_commit'), full_page_writes: await show('full_page_writes') };
+    const survivesPowerLoss = settings.fsync === 'on' && settings.synchronous_commit !== 'off' && settings.full_page_writes === 'on';
+    return { settings, survivesPowerLoss };
   }
 
   async transaction<T>(fn: (tx: Tx) => Promise<T>): Promise<T> {

@@ -44,3 +44,28 @@ it('flushes the WAL before acknowledging a send, and acknowledges nothing whose 
   const history = (await api.get(`/messages/${chat.id}`, b.token)).body.messages;
   expect(history.filter((m: { clientMessageId?: string }) => m.clientMessageId === 'flush-fails-1')).toHaveLength(1);
 });
+
+it('T-CFG-03: the database reports how durable an acknowledged write is (logged at start)', async () => {
+  expect(await s.ctx.db.durability()).toEqual({
+    settings: { journal_mode: 'wal', synchronous: 'FULL (NORMAL + the WAL fsynced before every answer)' },
+    survivesPowerLoss: true,
+  });
+  const normal = await testServer({ sqlitePath: path.join(dir, 'normal.sqlite'), env: { SQLITE_SYNCHRONOUS: 'NORMAL' } });
+  const memory = await testServer({});
+  try {
+    expect(await normal.ctx.db.durability()).toEqual({ settings: { journal_mode: 'wal', synchronous: 'NORMAL' }, survivesPowerLoss: false });
+    expect((await memory.ctx.db.durability()).survivesPowerLoss).toBe(false);
+  } finally {
+    await normal.close();
+    await memory.close();
+  }
+});
+
+it.skipIf(!process.env.TEST_DATABASE_URL)('T-CFG-03: PostgreSQL reports fsync, synchronous_commit and full_page_writes (this test server must have them on)', async () => {
+  const pg = await testServer({ dialect: 'postgres' });
+  try {
+    expect(await pg.ctx.db.durability()).toEqual({ settings: { fsync: 'on', synchronous_commit: 'on', full_page_writes: 'on' }, survivesPowerLoss: true });
+  } finally {
+    await pg.close();
+  }
+});

@@ -205,6 +205,32 @@ describeEachDialect('auth', (dialect) => {
     }
   });
 
+  it('T-JWT-13: a login ends after 30 days unused (refresh idle expiry) and 90 days after it began however often it is used', async () => {
+    const DAY = 86_400_000;
+    const refresh = (refreshToken: string) => api.post('/auth/refresh-token', { refreshToken });
+    try {
+      const idle = await api.register();
+      skew = 30 * DAY + 60_000;
+      expect((await refresh(idle.refreshToken)).status).toBe(401);
+
+      skew = 0;
+      const busy = await api.register();
+      let token = busy.refreshToken;
+      for (const day of [29, 58, 87]) {
+        skew = day * DAY;
+        const r = await refresh(token);
+        expect(r.status, `refresh on day ${day}`).toBe(200);
+        token = r.body.refreshToken;
+      }
+      skew = 90 * DAY + 60_000;
+      const late = await refresh(token);
+      expect(late.status).toBe(401);
+      expect(isErrorShape(late.body, 'unauthorized')).toBe(true);
+    } finally {
+      skew = 0;
+    }
+  });
+
   it('stores Argon2id with explicit OWASP parameters, a random salt per user', async () => {
     const a = await api.register(uniqueName(), STRONG_PASSWORD);
     const b = await api.register(uniqueName(), STRONG_PASSWORD);

@@ -37,6 +37,8 @@ export interface ContextOverrides {
   instanceId?: string;
   /** Do not start background jobs (tests run them by hand). */
   noJobs?: boolean;
+  /** How long to wait for a PostgreSQL that is not reachable yet (default 60 s; the server process waits as long as it takes). */
+  databaseWaitMs?: number;
   /** Tests of a limit whose production burst is too large to reach in a test (bytes per receiver). */
   limits?: Partial<Limits>;
 }
@@ -93,7 +95,7 @@ export class AppContext {
     const clock = overrides.clock ?? systemClock;
     const instanceId = overrides.instanceId ?? randomUUID();
     const telemetry = new Telemetry();
-    const db = await createDatabase(cfg.db, log.db);
+    const db = await createDatabase(cfg.db, log.db, overrides.databaseWaitMs);
     const redis = overrides.pubsub === undefined && cfg.redisUrl ? await RedisPubSub.connect(cfg.redisUrl, log.pubsub) : null;
     const pubsub = overrides.pubsub !== undefined ? overrides.pubsub : redis;
     const limiterStore = overrides.limiterStore ?? (redis ? new RedisLimiterStore(redis.pub, log.root) : new MemoryLimiterStore());

@@ -3,6 +3,7 @@ import { readEnv } from './config/env.js';
 import { envToSecrets } from './config/secrets.js';
 import { createApp } from './app.js';
 import { AppContext } from './context.js';
+import { listenWhileStarting } from './http/starting.js';
 import { CLOSE } from '@safechat/protocol';
 
 /** Process entry: env → config → context → app → listen; SIGTERM/SIGINT drain and exit 0. */
@@ -20,19 +21,41 @@ async function main(): Promise<void> {
     }
     throw err;
   }
-  const ctx = await AppContext.fromConfig(cfg, secrets);
-  const app = await createApp(ctx);
+  /** An address that cannot be listened on is bad configuration: one line naming the variable. */
+  const badAddress = (err: unknown): boolean => {
+    const code = (err as NodeJS.ErrnoException).code ?? '';
+    const variable = ['EADDRINUSE', 'EACCES'].includes(code) ? 'PORT' : ['ENOTFOUND', 'EAI_AGAIN', 'EADDRNOTAVAIL', 'EAI_NONAME'].includes(code) ? 'HOST' : null;
+    if (variable === null) return false;
+    console.error(`Invalid ${variable}: cannot listen on ${cfg.http.host}:${cfg.http.port} (${code})`);
+    process.exitCode = 78; // EX_CONFIG
+    return true;
+  };
+  // PostgreSQL may come up after this process (compose, an orchestrator, a restart): meanwhile the
+  // address answers 503 (live, not ready) and the server waits for it as long as it takes.
+  let starting: Awaited<ReturnType<typeof listenWhileStarting>> | null = null;
+  if (cfg.db.kind === 'postgres') {
+    try {
+      starting = await listenWhileStarting(cfg.http.host, cfg.http.port);
+    } catch (err) {
+      if (badAddress(err)) return;
+      throw err;
+    }
+  }
+  let ctx: AppContext;
+  let app: Awaited<ReturnType<typeof createApp>>;
+  try {
+    ctx = await AppContext.fromConfig(cfg, secrets, starting ? { databaseWaitMs: Number.POSITIVE_INFINITY } : {});
+    app = await createApp(ctx);
+  } finally {
+    // Also on a fatal error (a wrong password, a missing database): the process must exit.
+    await starting?.close();
+  }
   try {
     await app.listen({ host: cfg.http.host, port: cfg.http.port });
   } catch (err) {
-    // An address that cannot be listened on is bad configuration: one line naming the variable.
-    const code = (err as NodeJS.ErrnoException).code ?? '';
-    const variable = ['EADDRINUSE', 'EACCES'].includes(code) ? 'PORT' : ['ENOTFOUND', 'EAI_AGAIN', 'EADDRNOTAVAIL', 'EAI_NONAME'].includes(code) ? 'HOST' : null;
-    if (variable === null) throw err;
-    console.error(`Invalid ${variable}: cannot listen on ${cfg.http.host}:${cfg.http.port} (${code})`);
+    if (!badAddress(err)) throw err;
     await app.close().catch(() => undefined);
     await ctx.close().catch(() => undefined);
-    process.exitCode = 78; // EX_CONFIG
     return;
   }
   ctx.log.root.info({ db: cfg.db.kind, redis: cfg.redisUrl !== null, rateLimits: cfg.rateLimits }, 'safe chat backend ready');

@@ -242,6 +242,10 @@ export interface ServerOptions {
   env?: Record<string, string>;
   /** Share one DATA_DIR (and so the default SQLite file) between instances. */
   dataDir?: string;
+  /** How long `start` waits for `/health` 200 (default 20 s). */
+  readyTimeoutMs?: number;
+  /** A port chosen by the caller (default: a free one), e.g. to reach the server before `start` resolves. */
+  port?: number;
 }
 
 export interface ExitInfo {
@@ -284,7 +288,7 @@ export class ServerProcess {
   static async start(opts: ServerOptions = {}): Promise<ServerProcess> {
     const name = opts.name ?? 'server';
     const dataDir = opts.dataDir ?? tempDir(name);
-    const port = await freePort();
+    const port = opts.port ?? (await freePort());
     const env: Record<string, string> = {
       PATH: process.env.PATH ?? '/usr/bin:/bin',
       HOME: process.env.HOME ?? os.tmpdir(),
@@ -301,7 +305,7 @@ export class ServerProcess {
       ...opts.env,
     };
     const s = new ServerProcess(name, port, dataDir, env);
-    await s.launch();
+    await s.launch(opts.readyTimeoutMs);
     return s;
   }
 

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import type { Server } from 'node:http';
 import cors from '@fastify/cors';
-import websocket from '@fastify/websocket';
+import websocket, { type WebsocketPluginOptions } from '@fastify/websocket';
 import helmet from 'helmet';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply } from 'fastify';
 import { validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
@@ -29,6 +29,9 @@ import { paceUpgrades, registerGateway } from './ws/gateway.js';
 export function maxEnvelopeBytes(maxCiphertextBytes: number): number {
   return Math.max(128 * 1024, Math.ceil(maxCiphertextBytes / 3) * 4 + 16 * 1024);
 }
+
+/** Fragments one WebSocket message may come in; more closes the socket with 1008 (T-WS-15). */
+export const WS_MAX_FRAGMENTS = 64;
 
 /** The body limit with the default MAX_MESSAGE_BYTES (64 KiB): 128 KiB. */
 export const MAX_BODY_BYTES = maxEnvelopeBytes(DEFAULT_MAX_CIPHERTEXT_BYTES);
@@ -107,8 +110,19 @@ export async function createApp(ctx: AppContext): Promise<FastifyInstance> {
   await registerOpenApi(app);
   // The plugin listens for upgrades on this emitter, which paceUpgrades feeds from the server.
   const upgrades = new EventEmitter();
+  // maxPendingAutoPongs (ws ≥ 8.19) is not in @types/ws yet, hence the variable.
+  const wsOptions: NonNullable<WebsocketPluginOptions['options']> & { maxPendingAutoPongs: number } = {
+    server: upgrades as unknown as Server,
+    maxPayload: envelopeLimit,
+    // Explicit, not ws's defaults (16,384 fragments, 60 pongs): no client of ours splits a message
+    // into more than a few fragments, and a ping flood from a peer that reads nothing is cut early.
+    maxFragments: WS_MAX_FRAGMENTS,
+    maxPendingAutoPongs: 16,
+    perMessageDeflate: false,
+    clientTracking: false,
+  };
   await app.register(websocket, {
-    options: { server: upgrades as unknown as Server, maxPayload: envelopeLimit, perMessageDeflate: false, clientTracking: false },
+    options: wsOptions,
   });
   const stopUpgrades = paceUpgrades(app.server, upgrades);
 

@@ -20,7 +20,7 @@ import { Api, b64, envelope, STRONG_PASSWORD, uniqueName, type Res, type Session
 import { keyUpload } from '../_helpers/keys.js';
 import { describeEachDialect, testServer, type TestServer } from '../_helpers/server.js';
 import { FAST_ARGON2 } from '../_helpers/ws.js';
-import { MAX_BODY_BYTES } from '../../src/app.js';
+import { MAX_BODY_BYTES, WS_MAX_FRAGMENTS } from '../../src/app.js';
 import { MAX_FRAME_BYTES } from '../../src/ws/gateway.js';
 import { DEFAULT_MAX_DEPTH, DEFAULT_MAX_KEYS } from '../../src/util/strict-json.js';
 import { expectError, expectErrorBody, rawBody, rawHttp, reasons, timed, unchanged } from './_support.js';
@@ -646,6 +646,8 @@ describeEachDialect('bad input', (dialect) => {
     }
 
     const text = (s: string) => Buffer.from(s);
+    /** `s` as one text message, one byte per fragment. */
+    const fragments = (s: string) => [...Buffer.from(s)].map((b, i, all) => wsFrame(i === 0 ? 0x1 : 0x0, Buffer.from([b]), { fin: i === all.length - 1 }));
     const cases: [string, number, () => Buffer[]][] = [
       ['T-WS-10 text frame with invalid UTF-8 (C3 28)', 1007, () => [wsFrame(0x1, Buffer.from([0xc3, 0x28]))]],
       ['T-WS-10 text frame with an overlong encoding (C0 AF)', 1007, () => [wsFrame(0x1, Buffer.from([0x7b, 0xc0, 0xaf, 0x7d]))]],
@@ -663,12 +665,19 @@ describeEachDialect('bad input', (dialect) => {
       ['T-WS-12 continuation without a first fragment', 1002, () => [wsFrame(0x0, text('{"type":"ping"}'))]],
       ['T-WS-12 a new text frame inside a fragmented message', 1002, () => [wsFrame(0x1, text('{"type":'), { fin: false }), wsFrame(0x1, text('"ping"}'))]],
       ['T-WS-13 binary frame', 1003, () => [wsFrame(0x2, text('{"type":"ping"}'))]],
+      [`T-WS-15 one message in ${WS_MAX_FRAGMENTS + 1} one-byte fragments`, 1008, () => fragments('{"type":"ping"}'.padEnd(WS_MAX_FRAGMENTS + 1, ' '))],
     ];
 
     it.each(cases)('%s → close %i', async (_what, code, frames) => {
       const res = await unchanged(srv, () => closeCodeFor(frames()));
       expect(res.code).toBe(code);
       expect(res.texts.filter((t) => !t.includes('"ready"'))).toEqual([]);
+    });
+
+    it(`control: a message in ${WS_MAX_FRAGMENTS} fragments is still read (and answered)`, async () => {
+      const res = await closeCodeFor([...fragments('{"type":"ping"}'.padEnd(WS_MAX_FRAGMENTS, ' ')), wsFrame(0x8, Buffer.from([0x03, 0xe8]))]);
+      expect(res.texts.some((t) => t === '{"type":"pong"}')).toBe(true);
+      expect(res.code).toBe(1000);
     });
 
     it('control: a well-formed masked ping frame is answered with pong', async () => {

@@ -12,7 +12,14 @@ export default tseslint.config(
       '@typescript-eslint/consistent-type-imports': 'error',
       '@typescript-eslint/no-floating-promises': 'error',
       '@typescript-eslint/only-throw-error': 'error',
-      'no-restricted-properties': ['error', { object: 'Math', property: 'random', message: 'use node:crypto randomness' }],
+      'no-restricted-properties': [
+        'error',
+        { object: 'Math', property: 'random', message: 'use node:crypto randomness' },
+        // SQL is built by Kysely with bound parameters; text pasted into SQL is how injections start (SECURITY IN-04).
+        { object: 'sql', property: 'raw', message: 'no SQL from strings: build the query with Kysely (bound parameters)' },
+        { object: 'sql', property: 'lit', message: 'no literals pasted into SQL: use a bound parameter' },
+        { object: 'CompiledQuery', property: 'raw', message: 'no SQL from strings: build the query with Kysely (bound parameters)' },
+      ],
       // Fastify plugins and handlers are async by contract, awaiting or not.
       '@typescript-eslint/require-await': 'off',
     },

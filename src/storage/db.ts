@@ -388,6 +388,7 @@ export class SqliteDatabase extends Database {
           run: async (statement) => {
             if (statement === 'commit') await trx.commit().execute();
             else if (statement === 'rollback') await trx.rollback().execute();
+            // eslint-disable-next-line no-restricted-properties -- one of TxControl's fixed savepoint statements
             else await sql.raw(statement).execute(trx);
           },
         };
@@ -421,6 +422,7 @@ class ImmediateSqliteDialect extends SqliteDialect {
   override createDriver(): Driver {
     const driver = super.createDriver();
     driver.beginTransaction = async (connection: DatabaseConnection) => {
+      // eslint-disable-next-line no-restricted-properties -- a constant statement
       await connection.executeQuery(CompiledQuery.raw('begin immediate'));
     };
     return driver;

@@ -73,6 +73,7 @@ export class Prepared<Args extends Record<string, unknown>, Row> {
       stmt.run(params);
       return Promise.resolve({ rows: [] });
     }
+    // eslint-disable-next-line no-restricted-properties -- SQL Kysely compiled (template()), values bound
     return db.executeQuery<Row>(CompiledQuery.raw(t.sql, params));
   }
 

@@ -42,7 +42,14 @@ export class ForbiddenError extends AppError {
 
 export class NotFoundError extends AppError {
   override name = 'NotFoundError';
-  constructor(message: string) {
+  /**
+   * `denied`: the object exists but the caller may not see it. Answered exactly like a missing
+   * one; only the server's log tells them apart (an authorization denial, SECURITY DATA-03).
+   */
+  constructor(
+    message: string,
+    readonly denied = false,
+  ) {
     super('not_found', message);
   }
 }

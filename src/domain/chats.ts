@@ -86,7 +86,8 @@ export class ChatService {
 
   async get(userId: string, chatId: string): Promise<Chat> {
     const row = await findChatForMember(this.db.db, chatId, userId);
-    if (!row) throw new NotFoundError(CHAT_NOT_FOUND);
+    // Not a member, or no such chat: one answer; the log learns which (only on this rare path).
+    if (!row) throw new NotFoundError(CHAT_NOT_FOUND, (await memberIds(this.db.db, chatId)).length > 0);
     return toChat(row, await memberIds(this.db.db, chatId));
   }
 
@@ -107,7 +108,7 @@ export class ChatService {
       // stale list only lets a send reach the store, which refuses a receiver that is gone.
       if (members.length > 0) this.rememberMembers(chatId, members);
     }
-    if (!members.includes(userId)) throw new NotFoundError(CHAT_NOT_FOUND);
+    if (!members.includes(userId)) throw new NotFoundError(CHAT_NOT_FOUND, members.length > 0);
     return members;
   }
 

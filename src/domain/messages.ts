@@ -164,7 +164,7 @@ export class MessageService {
   async setStatus(userId: string, messageId: string, status: 'delivered' | 'read'): Promise<Message> {
     const { db, mailbox, clock } = this.deps;
     const current = await findMessageById(db.db, messageId);
-    if (!current || (current.sender_id !== userId && current.receiver_id !== userId)) throw new NotFoundError(MESSAGE_NOT_FOUND);
+    if (!current || (current.sender_id !== userId && current.receiver_id !== userId)) throw new NotFoundError(MESSAGE_NOT_FOUND, current !== undefined);
     if (current.receiver_id !== userId) throw new ForbiddenError('only the receiver can set a message status');
     const now = clock.now();
     const updated = await db.transaction(async (tx) => {

@@ -7,7 +7,7 @@
  *     IV or MAC that the session used;
  *   - every line is one JSON record: a CR/LF username cannot start a forged line.
  */
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { Writable } from 'node:stream';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { Api, envelope, uniqueName } from '../_helpers/api.js';
@@ -23,7 +23,7 @@ describeEachDialect('log redaction', (dialect) => {
   const keep = (what: string, value: string | undefined) => {
     if (value) secrets.set(value, what);
   };
-  const ids: { alice?: string; bob?: string } = {};
+  const ids: { alice?: string; bob?: string; outsider?: string } = {};
   const INJECTED = ['mallory-crlf\nINFO fake entry: admin logged in', 'xavier-crlf\r\n{"level":30,"msg":"forged"}', 'yolanda-crlf\u2028z\u0085w'];
 
   beforeAll(async () => {
@@ -101,6 +101,11 @@ describeEachDialect('log redaction', (dialect) => {
     const own = await srv.api.post('/messages', { receiverId: bob.id, ...envelope(16) }, good.body.accessToken);
     expect((await aliceApi.put(`/messages/${own.body.id}/status`, { status: 'read' }, good.body.accessToken)).status).toBe(403);
     expect((await aliceApi.get('/users/me', `${good.body.accessToken.slice(0, -2)}xx`)).status).toBe(401);
+    // A non-member asking for the chat: the same 404 as for a missing one, but logged as a denial.
+    const outsider = await apiFrom('10.200.0.4').register(uniqueName('outsider'), pw());
+    expect((await apiFrom('10.200.0.4').get(`/chats/${own.body.chatId}`, outsider.token)).status).toBe(404);
+    expect((await apiFrom('10.200.0.4').get(`/chats/${randomUUID()}`, outsider.token)).status).toBe(404);
+    ids.outsider = outsider.id;
     ids.alice = alice.id;
     ids.bob = bob.id;
     const e = envelope(48);
@@ -180,7 +185,11 @@ describeEachDialect('log redaction', (dialect) => {
     expect(of('session refreshed')).toEqual([expect.objectContaining({ userId: ids.bob, familyId: expect.any(String), ip: '10.200.0.2' })]);
     expect(of('refresh token reuse detected: family revoked')).toEqual([expect.objectContaining({ userId: ids.bob, familyId: expect.any(String), ip: '10.200.0.2' })]);
     expect(of('rate limited')).toContainEqual(expect.objectContaining({ limit: 'loginFailuresPerAccount', ip: expect.stringMatching(/^10\.200\.1\./) }));
-    expect(of('authorization denied')).toEqual([expect.objectContaining({ userId: ids.alice, ip: '10.200.0.1', route: '/messages/:id/status' })]);
+    // The 403, and the non-member's 404 (not the 404 for a chat that does not exist).
+    expect(of('authorization denied')).toEqual([
+      expect.objectContaining({ userId: ids.alice, ip: '10.200.0.1', route: '/messages/:id/status' }),
+      expect.objectContaining({ userId: ids.outsider, ip: '10.200.0.4', route: '/chats/:chatId', reason: 'not a member (answered 404)' }),
+    ]);
     // The refused bearer token over REST, and the one on a WebSocket upgrade.
     expect(of('authentication failed')).toEqual([
       expect.objectContaining({ ip: '10.200.0.1', reason: 'invalid access token', route: '/users/me' }),

@@ -1,4 +1,5 @@
 import { createHmac } from 'node:crypto';
+import { hash } from '@node-rs/argon2';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { Api, isErrorShape, STRONG_PASSWORD, uniqueName } from '../_helpers/api.js';
 import { identityKeyPair } from '../_helpers/keys.js';
@@ -203,6 +204,22 @@ describeEachDialect('auth', (dialect) => {
     } finally {
       skew = 0;
     }
+  });
+
+  it('T-AUTH-02: a password stored with weaker Argon2id parameters is re-hashed at the policy on the next login', async () => {
+    const u = await api.register();
+    // algorithm 2 is Argon2id (the package's const enum is not importable here).
+    const weak = await hash(u.password, { algorithm: 2, memoryCost: 1024, timeCost: 1, parallelism: 1 });
+    await s.ctx.db.db.updateTable('users').set({ password_hash: weak }).where('id', '=', u.id).execute();
+    const stored = async () => (await s.ctx.db.db.selectFrom('users').select('password_hash').where('id', '=', u.id).executeTakeFirstOrThrow()).password_hash;
+    expect((await api.post('/auth/login', { username: u.username, password: 'wrong-password-1' })).status).toBe(401);
+    expect(await stored()).toBe(weak);
+    expect((await api.post('/auth/login', { username: u.username, password: u.password })).status).toBe(200);
+    const now = await stored();
+    expect(now).toMatch(/^\$argon2id\$v=19\$m=19456,t=2,p=1\$/);
+    expect(now).not.toBe(weak);
+    // The new hash works.
+    expect((await api.post('/auth/login', { username: u.username, password: u.password })).status).toBe(200);
   });
 
   it('T-JWT-13: a login ends after 30 days unused (refresh idle expiry) and 90 days after it began however often it is used', async () => {

@@ -34,6 +34,30 @@ export function envelope(bytes = 64, type: Message['type'] = 'text') {
   return { encryptedContent: b64(bytes), iv: b64(16), mac: b64(32), type };
 }
 
+/** Keys no JSON answer may ever carry (SECURITY AZ-06, T-AZ-07): hashes, secrets, private key material. */
+const SECRET_KEY = /^(password|passwordhash|password_hash|hash|tokenhash|token_hash|secret|jwtsecret|privatekey|private_key|d|seed)$/i;
+/** Tokens only in the answers of the auth routes that issue them. */
+const TOKEN_KEY = /^(accesstoken|refreshtoken|access_token|refresh_token|token)$/i;
+
+/**
+ * T-AZ-07, on every answer of every test that goes through this client: no key of the JSON names a
+ * secret, and tokens appear only where they are issued. (The OpenAPI document describes request
+ * bodies, so it names `password`: it is skipped.)
+ */
+function assertNothingSecret(url: string, body: unknown): void {
+  if (url.startsWith('/openapi.json') || url.startsWith('/docs')) return;
+  const tokensAllowed = /^\/auth\/(register|login|refresh-token|change-password)\b/.test(url);
+  const walk = (v: unknown, path: string): void => {
+    if (Array.isArray(v)) return v.forEach((x, i) => walk(x, `${path}[${i}]`));
+    if (v === null || typeof v !== 'object') return;
+    for (const [k, x] of Object.entries(v)) {
+      if (SECRET_KEY.test(k) || (!tokensAllowed && TOKEN_KEY.test(k))) throw new Error(`T-AZ-07: the answer to ${url} carries "${path}.${k}"`);
+      walk(x, `${path}.${k}`);
+    }
+  };
+  walk(body, 'body');
+}
+
 /** The API through app.inject: real routing, hooks, parsing and validation, no socket. */
 export class Api {
   constructor(readonly app: FastifyInstance, readonly ip = '127.0.0.1') {}
@@ -52,6 +76,7 @@ export class Api {
     } catch {
       body = res.body;
     }
+    assertNothingSecret(url, body);
     return { status: res.statusCode, body, headers: res.headers as Res['headers'], text: res.body };
   }
 

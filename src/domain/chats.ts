@@ -85,10 +85,11 @@ export class ChatService {
   }
 
   async get(userId: string, chatId: string): Promise<Chat> {
+    // Not a member, or no such chat: one answer (membersFor tells the log which).
+    const members = await this.membersFor(userId, chatId);
     const row = await findChatForMember(this.db.db, chatId, userId);
-    // Not a member, or no such chat: one answer; the log learns which (only on this rare path).
-    if (!row) throw new NotFoundError(CHAT_NOT_FOUND, (await memberIds(this.db.db, chatId)).length > 0);
-    return toChat(row, await memberIds(this.db.db, chatId));
+    if (!row) throw new NotFoundError(CHAT_NOT_FOUND);
+    return toChat(row, [...members]);
   }
 
   async list(userId: string): Promise<Chat[]> {

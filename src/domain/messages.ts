@@ -56,25 +56,17 @@ export class MessageService {
     if (bytes > this.deps.maxCiphertextBytes) {
       throw new PayloadTooLargeError(`encryptedContent exceeds ${this.deps.maxCiphertextBytes} bytes`, { limit: this.deps.maxCiphertextBytes });
     }
-    try {
+    const senderLimited = await this.limitedUnlessStored(senderId, body, async () => {
       await limiter.consume('sendsPerUser', senderId);
       await limiter.consume('sendBytesPerUser', senderId, bytes);
-    } catch (err) {
-      // A retry of a message already stored is answered with it even when the sender is limited.
-      const earlier = err instanceof RateLimitedError ? await this.earlier(senderId, body) : undefined;
-      if (earlier) return earlier;
-      throw err;
-    }
+    });
+    if (senderLimited) return senderLimited;
 
     const { chatId, receiverId } = await this.route(senderId, body);
-    try {
-      await limiter.consume('receiveBytesPerUser', receiverId, bytes);
-    } catch (err) {
-      const earlier = err instanceof RateLimitedError ? await this.earlier(senderId, body) : undefined;
-      if (earlier) return earlier;
-      if (err instanceof RateLimitedError) throw new RateLimitedError(err.retryAfterSec, 'the receiver is getting too much, retry later', err.limit);
-      throw err;
-    }
+    const receiverLimited = await this.limitedUnlessStored(senderId, body, () =>
+      limiter.consume('receiveBytesPerUser', receiverId, bytes, 'the receiver is getting too much, retry later'),
+    );
+    if (receiverLimited) return receiverLimited;
     const now = clock.now();
     const row: MessageRow = {
       id: uuidv7(now),
@@ -114,6 +106,21 @@ export class MessageService {
       }
       // The receiver's account was deleted between routing and storing.
       if (isForeignKeyViolation(err)) throw new NotFoundError('receiver not found');
+      throw err;
+    }
+  }
+
+  /**
+   * Runs `take` (rate limits). Over a limit the send is refused with 429, except a retry of a message
+   * already stored, which is answered with it (returned here).
+   */
+  private async limitedUnlessStored(senderId: string, body: SendMessageBody, take: () => Promise<void>): Promise<SendResult | undefined> {
+    try {
+      await take();
+      return undefined;
+    } catch (err) {
+      const earlier = err instanceof RateLimitedError ? await this.earlier(senderId, body) : undefined;
+      if (earlier) return earlier;
       throw err;
     }
   }

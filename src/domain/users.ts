@@ -16,20 +16,24 @@ export class UserService {
   ) {}
 
   async me(userId: string): Promise<User> {
-    const row = await findUserById(this.db.db, userId);
-    if (!row) throw new NotFoundError('user not found');
-    return toUser(row);
+    return this.find(userId);
   }
 
   async byId(requesterId: string, id: string): Promise<User> {
-    if (id === requesterId) return this.me(id);
-    await this.limiter.consume('userLookupsPerUser', requesterId);
-    return this.me(id);
+    // One's own profile is not a lookup.
+    if (id !== requesterId) await this.limiter.consume('userLookupsPerUser', requesterId);
+    return this.find(id);
   }
 
   async byUsername(requesterId: string, username: string): Promise<User> {
     await this.limiter.consume('userLookupsPerUser', requesterId);
     const row = await findUserByUsername(this.db.db, username);
+    if (!row) throw new NotFoundError('user not found');
+    return toUser(row);
+  }
+
+  private async find(id: string): Promise<User> {
+    const row = await findUserById(this.db.db, id);
     if (!row) throw new NotFoundError('user not found');
     return toUser(row);
   }

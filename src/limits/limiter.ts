@@ -26,12 +26,12 @@ export class RateLimiter {
     private readonly limits: Limits = LIMITS,
   ) {}
 
-  /** Takes `cost` tokens or throws 429 with Retry-After. */
-  async consume(name: LimitName, key: string, cost = 1): Promise<void> {
+  /** Takes `cost` tokens or throws 429 with Retry-After (and `message`, when the default says too little). */
+  async consume(name: LimitName, key: string, cost = 1, message?: string): Promise<void> {
     const wait = await this.take(name, key, cost);
     if (wait > 0) {
       this.onLimited(name);
-      throw new RateLimitedError(wait, undefined, name);
+      throw new RateLimitedError(wait, message, name);
     }
   }
 

@@ -6,7 +6,7 @@ import type {} from '@fastify/websocket';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import type { AppContext } from '../context.js';
-import { AppError, ForbiddenError, UnauthorizedError, ValidationError } from '../errors.js';
+import { ForbiddenError, RateLimitedError, UnauthorizedError, ValidationError } from '../errors.js';
 import { bearerToken } from '../http/plugins/auth.js';
 import { Pacer } from '../util/pacer.js';
 import { Connection } from './connection.js';
@@ -100,7 +100,7 @@ export function registerGateway(app: FastifyInstance, ctx: AppContext): void {
         throw new ForbiddenError('origin not allowed');
       }
       if (ctx.cfg.rateLimits && ctx.hub.socketsFrom(request.ip) >= ctx.cfg.maxSocketsPerIp) {
-        throw new AppError('rate_limited', TOO_MANY_FROM_IP, { retryAfter: 10 }, { 'Retry-After': '10' });
+        throw new RateLimitedError(10, TOO_MANY_FROM_IP);
       }
       await ctx.limiter.consume('wsConnectsPerIp', request.ip);
       if (request.headers.authorization !== undefined) {
@@ -110,7 +110,7 @@ export function registerGateway(app: FastifyInstance, ctx: AppContext): void {
         await verified.admit();
         request.auth = claims;
         if (ctx.cfg.rateLimits && ctx.hub.connectionCount(claims.userId) >= ctx.socketCap) {
-          throw new AppError('rate_limited', 'too many connections for this user', { retryAfter: 10 }, { 'Retry-After': '10' });
+          throw new RateLimitedError(10, 'too many connections for this user');
         }
       }
     },

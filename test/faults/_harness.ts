@@ -492,6 +492,7 @@ export interface Session {
   id: string;
   username: string;
   token: string;
+  refreshToken: string;
 }
 
 let nameCounter = 0;
@@ -502,7 +503,7 @@ export function uniqueName(prefix = 'f'): string {
 export async function register(srv: ServerProcess, username = uniqueName()): Promise<Session> {
   const r = await srv.post('/auth/register', { username, password: PASSWORD }, undefined, 30_000);
   if (r.status !== 201) throw new Error(`register ${username}: ${r.status ?? r.error} ${r.text}`);
-  return { id: r.body.user.id, username, token: r.body.accessToken };
+  return { id: r.body.user.id, username, token: r.body.accessToken, refreshToken: r.body.refreshToken };
 }
 
 /** Registers `n` users, `parallel` at a time (Argon2id is deliberately slow). */

@@ -3,17 +3,15 @@ import {
   createChat,
   envelope,
   LiveSocket,
-  PASSWORD,
   PrivateRedis,
   redisUnavailable,
+  register,
   ServerProcess,
   sleep,
   tempDir,
-  uniqueName,
   useFaultHooks,
   waitFor,
   type Frame,
-  type Session,
 } from './_harness.js';
 
 /**
@@ -27,20 +25,13 @@ useFaultHooks();
 const skip = redisUnavailable();
 if (skip) console.warn(`[faults] Redis signals test SKIPPED: ${skip}.`);
 
-async function registerWithRefresh(srv: ServerProcess): Promise<Session & { refreshToken: string }> {
-  const username = uniqueName('sig');
-  const r = await srv.post('/auth/register', { username, password: PASSWORD }, undefined, 30_000);
-  if (r.status !== 201) throw new Error(`register: ${r.status ?? r.error} ${r.text}`);
-  return { id: r.body.user.id, username, token: r.body.accessToken, refreshToken: r.body.refreshToken };
-}
-
 describe.skipIf(skip !== null)('signals lost while Redis is down (two instances, private redis-server)', () => {
   it('when Redis returns, a login revoked meanwhile loses its socket on the other instance, and a missed message is delivered', async () => {
     const redis = await PrivateRedis.start();
     const shared = tempDir('redis-signals');
     const a = await ServerProcess.start({ name: 'signals-A', redisUrl: redis.url, dataDir: shared });
     const b = await ServerProcess.start({ name: 'signals-B', redisUrl: redis.url, dataDir: shared });
-    const [alice, bob, carol] = [await registerWithRefresh(a), await registerWithRefresh(a), await registerWithRefresh(a)];
+    const [alice, bob, carol] = [await register(a), await register(a), await register(a)];
     const chatId = await createChat(a, carol, bob);
 
     const bobEvents: Frame[] = [];

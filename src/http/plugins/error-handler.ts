@@ -1,6 +1,6 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod';
-import { AppError, internalErrorBody, issueDetail, NotFoundError, UnavailableError, type IssueDetail, type RateLimitedError } from '../../errors.js';
+import { AppError, ForbiddenError, internalErrorBody, issueDetail, NotFoundError, RateLimitedError, UnauthorizedError, UnavailableError, type IssueDetail } from '../../errors.js';
 import { isConnectionError } from '../../storage/dialect.js';
 import { StrictJsonError } from '../../util/strict-json.js';
 
@@ -44,6 +44,18 @@ export function toHttpError(err: unknown): AppError | null {
   return null;
 }
 
+/**
+ * The security event an error answer is (SECURITY DATA-03), if any. A 401 counts only for a bearer
+ * token refused: logins, refreshes and re-authentication log their own failures.
+ */
+function securityEvent(e: AppError, request: FastifyRequest): { msg: string; fields: Record<string, unknown> } | null {
+  if (e instanceof RateLimitedError) return { msg: 'rate limited', fields: { limit: e.limit ?? e.message } };
+  if (e instanceof ForbiddenError) return { msg: 'authorization denied', fields: { reason: e.message } };
+  if (e instanceof NotFoundError && e.denied) return { msg: 'authorization denied', fields: { reason: 'not a member (answered 404)' } };
+  if (e instanceof UnauthorizedError && request.auth === null && request.headers.authorization !== undefined) return { msg: 'authentication failed', fields: { reason: e.message } };
+  return null;
+}
+
 export function registerErrorHandlers(app: FastifyInstance): void {
   app.setErrorHandler((err: unknown, request: FastifyRequest, reply: FastifyReply) => {
     const appErr = toHttpError(err);
@@ -56,19 +68,10 @@ export function registerErrorHandlers(app: FastifyInstance): void {
       request.log.warn({ error: (err as Error).message, code: (err as FastifyError).code }, 'dependency unavailable');
       // A 5xx carries the request's id (the log line's reqId): the one thing worth reporting.
       body.error.details = { requestId: request.id };
-    } else if (
-      appErr.status === 403 ||
-      appErr.status === 429 ||
-      (appErr instanceof NotFoundError && appErr.denied) ||
-      (appErr.status === 401 && request.auth === null && request.headers.authorization !== undefined)
-    ) {
-      // Security events (SECURITY DATA-03): who (if known), from where, what; the time is the line's.
-      // A 401 here is a bearer token refused; logins, refreshes and re-authentication log their own.
-      const who = { ip: request.ip, ...(request.auth ? { userId: request.auth.userId } : {}), route: request.routeOptions.url ?? 'unmatched' };
-      if (appErr.status === 429) request.log.info({ ...who, limit: (err as RateLimitedError).limit }, 'rate limited');
-      else if (appErr.status === 403) request.log.info({ ...who, reason: appErr.message }, 'authorization denied');
-      else if (appErr.status === 404) request.log.info({ ...who, reason: 'not a member (answered 404)' }, 'authorization denied');
-      else request.log.info({ ...who, reason: appErr.message }, 'authentication failed');
+    } else {
+      const event = securityEvent(appErr, request);
+      // Who (if known), from where, what; the time is the line's.
+      if (event) request.log.info({ ip: request.ip, ...(request.auth ? { userId: request.auth.userId } : {}), route: request.routeOptions.url ?? 'unmatched', ...event.fields }, event.msg);
     }
     return reply.code(appErr.status).headers(appErr.headers ?? {}).type('application/json').send(body);
   });

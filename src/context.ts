@@ -22,7 +22,7 @@ import { RedisLimiterStore } from './limits/redis-store.js';
 import { createDatabase, type Database } from './storage/db.js';
 import { Telemetry } from './telemetry.js';
 import { systemClock, type Clock } from './util/clock.js';
-import { INBOUND_FRAMES_PER_TURN, type ConnectionDeps } from './ws/connection.js';
+import { INBOUND_FRAMES_PER_TURN, SOCKET_LIMITS, type ConnectionDeps } from './ws/connection.js';
 import { Pacer } from './util/pacer.js';
 import { Hub } from './ws/hub.js';
 
@@ -41,6 +41,9 @@ export interface ContextOverrides {
   databaseWaitMs?: number;
   /** Tests of a limit whose production burst is too large to reach in a test (bytes per receiver). */
   limits?: Partial<Limits>;
+  /** Tests of timings that are 30 s in production: the protocol ping interval and the token expiry grace of a live socket. */
+  heartbeatMs?: number;
+  expiryGraceMs?: number;
 }
 
 const HEARTBEAT_MS = 30_000;
@@ -72,6 +75,7 @@ export class AppContext {
       keys: KeyService;
     },
     instanceId: string,
+    expiryGraceMs: number,
   ) {
     this.instanceId = instanceId;
     this.authenticate = authenticate(services.tokens, limiter);
@@ -83,6 +87,7 @@ export class AppContext {
       clock,
       log: log.ws,
       rateLimits: cfg.rateLimits,
+      expiryGraceMs,
       frames: new Pacer(INBOUND_FRAMES_PER_TURN),
       opened: (conn) => hub.opened(conn),
       ended: (conn) => hub.ended(conn),
@@ -137,10 +142,10 @@ export class AppContext {
     pubsub?.onReconnect(() => {
       hub.resync((ids) => tokens.liveFamilies(ids)).catch((err: unknown) => log.ws.error({ err }, 'checking live sockets after a pub/sub outage failed'));
     });
-    hub.startHeartbeat(HEARTBEAT_MS);
+    hub.startHeartbeat(overrides.heartbeatMs ?? HEARTBEAT_MS);
     const jobs = { pruneEvents: new PruneEventsJob({ db, clock, log: log.jobs, retentionDays: cfg.events.retentionDays }) };
     if (!overrides.noJobs) jobs.pruneEvents.start();
-    return new AppContext(cfg, log, clock, db, pubsub, limiter, telemetry, hub, jobs, services, instanceId);
+    return new AppContext(cfg, log, clock, db, pubsub, limiter, telemetry, hub, jobs, services, instanceId, overrides.expiryGraceMs ?? SOCKET_LIMITS.expiryGraceMs);
   }
 
   async healthChecks(): Promise<Record<string, 'ok' | 'down'>> {

@@ -57,6 +57,8 @@ export interface ConnectionDeps {
   clock: Clock;
   log: Logger;
   rateLimits: boolean;
+  /** How long past its token's `exp` a socket stays open without a fresh `auth` frame (SOCKET_LIMITS.expiryGraceMs). */
+  expiryGraceMs: number;
   /** Admits INBOUND_FRAMES_PER_TURN frames a turn, across every socket of the process. */
   frames: Pacer;
   /** Every socket is registered while open (shutdown closes them all). */
@@ -430,7 +432,7 @@ export class Connection {
 
   private armExpiry(expSec: number): void {
     if (this.expiryTimer) clearTimeout(this.expiryTimer);
-    const ms = Math.max(0, expSec * 1000 + SOCKET_LIMITS.expiryGraceMs - this.deps.clock.now());
+    const ms = Math.max(0, expSec * 1000 + this.deps.expiryGraceMs - this.deps.clock.now());
     this.expiryTimer = setTimeout(() => this.close(CLOSE.unauthorized, 'access token expired; send a fresh auth frame in time'), Math.min(ms, 2 ** 31 - 1));
   }
 

@@ -28,10 +28,11 @@ export class TestSocket {
   readonly opened: Promise<void>;
   readonly closed: Promise<number>;
 
-  constructor(url: string, opts: { token?: string; headers?: Record<string, string>; origin?: string } = {}) {
+  /** `autoPong: false`: a client that stops answering protocol pings (it still reads everything). */
+  constructor(url: string, opts: { token?: string; headers?: Record<string, string>; origin?: string; autoPong?: boolean } = {}) {
     const headers: Record<string, string> = { ...opts.headers };
     if (opts.token) headers.authorization = `Bearer ${opts.token}`;
-    this.ws = new WebSocket(url, { headers, ...(opts.origin ? { origin: opts.origin } : {}) });
+    this.ws = new WebSocket(url, { headers, ...(opts.origin ? { origin: opts.origin } : {}), ...(opts.autoPong === false ? { autoPong: false } : {}) });
     openSockets.add(this);
     this.ws.on('message', (data) => {
       this.frames.push(JSON.parse((data as Buffer).toString('utf8')) as Frame);

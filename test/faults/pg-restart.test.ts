@@ -1,3 +1,4 @@
+import pg from 'pg';
 import { describe, expect, it } from 'vitest';
 import {
   checkHistory,
@@ -27,7 +28,9 @@ import {
  * machine's shared cluster is never touched) serves one server instance while 8 clients send
  * continuously (REST and `message.send`) and retry anything unacknowledged with the same
  * clientMessageId. PostgreSQL is then (A) restarted with `pg_ctl restart -m fast`, (B) stopped with
- * `-m fast` and kept down 3 s, (C) crashed with `-m immediate` (recovery on start) and kept down 3 s.
+ * `-m fast` and kept down 3 s, (C) crashed with `-m immediate` (recovery on start) and kept down 3 s,
+ * and (D, T-FAULT-PG-1) left running while every server connection is killed with
+ * `pg_terminate_backend`: at most the requests in flight fail, and sends succeed again within 2 s.
  * Throughout: every request is answered within 5 s, failures are 503 + Retry-After (never 500,
  * never a hang or a reset), the server process survives, service resumes by itself within 10 s of
  * PostgreSQL accepting connections again, and afterwards nothing acknowledged is missing.
@@ -125,6 +128,20 @@ describe.skipIf(skip !== null)('PostgreSQL restarted under load (private cluster
       await cluster.start();
     });
 
+    let terminated = 0;
+    const d = await outage('D: pg_terminate_backend of every server connection', async () => {
+      const admin = new pg.Client({ connectionString: cluster.url() });
+      await admin.connect();
+      try {
+        const r = await admin.query<{ n: string }>(
+          'select count(pg_terminate_backend(pid)) as n from pg_stat_activity where datname = current_database() and pid <> pg_backend_pid()',
+        );
+        terminated = Number(r.rows[0]!.n);
+      } finally {
+        await admin.end();
+      }
+    });
+
     await load.settle(30_000);
     await load.stop();
     probing = false;
@@ -140,6 +157,7 @@ describe.skipIf(skip !== null)('PostgreSQL restarted under load (private cluster
       users: USERS,
       ratePerUser: RATE,
       phases,
+      backendsTerminated: terminated,
       rest,
       ws,
       sent: acc.attempted,
@@ -168,12 +186,15 @@ describe.skipIf(skip !== null)('PostgreSQL restarted under load (private cluster
     for (const o of [b, c]) {
       expect(o.during.unavailable).toBeGreaterThan(0);
     }
-    expect(phases.slice(1).every((p) => (p.health503During as number) > 0)).toBe(true);
+    expect(phases.slice(1, 3).every((p) => (p.health503During as number) > 0)).toBe(true);
     // recover alone, within 10 s of PostgreSQL being back
     for (const o of [a, b, c]) {
       expect(o.resumed).toBeLessThanOrEqual(10_000);
       expect(o.healthOk).toBeLessThanOrEqual(10_000);
     }
+    // killed connections (the server's pool held some): replaced at once
+    expect(terminated).toBeGreaterThan(0);
+    expect(d.resumed).toBeLessThanOrEqual(2000);
     // nothing acknowledged lost; retries converged to exactly once
     expect(exactlyOnceViolations(acc)).toEqual({ lost: 0, dupWithinSocket: 0, dupAcrossResume: 0, outOfOrder: 0, cursorRegressions: 0, ackMismatch: 0, resyncs: 0 });
     expect(acc.neverAcked).toBe(0);

@@ -359,7 +359,10 @@ async function startServers(name: string, opts: Options, tmp: string, serverCore
       ...(setup.redisUrl ? { REDIS_URL: setup.redisUrl } : {}),
     };
     const trace = traceSetup(`${name}-${i}`, opts);
-    const child = startNode(`${name}#${i}`, [...profileArgs(`${name}-${i}`, opts), ...trace.args, ...START_ARGV], { ...env, ...trace.env }, serverCore, logFile);
+    // BENCH_SERVER_IMPORT: a module preloaded into every server (local diagnosis only, e.g. a heap sampler); its BENCH_* variables pass through.
+    const extra = process.env.BENCH_SERVER_IMPORT ? ['--import', path.resolve(process.env.BENCH_SERVER_IMPORT)] : [];
+    const passed = Object.fromEntries(Object.entries(process.env).filter(([k]) => k.startsWith('BENCH_')));
+    const child = startNode(`${name}#${i}`, [...profileArgs(`${name}-${i}`, opts), ...trace.args, ...extra, ...START_ARGV], { ...passed, ...env, ...trace.env }, serverCore, logFile);
     target.children.push(child);
     target.pids.push(child.pid);
     target.logFiles.push(logFile);

@@ -10,7 +10,7 @@ import type { Clock } from '../util/clock.js';
 import { uuidv7 } from '../util/ids.js';
 import type { PasswordHasher } from './password-hasher.js';
 import { isCommonPassword } from './passwords.js';
-import { isValidEd25519PublicKey } from './public-keys.js';
+import { isValidIdentityKey } from './public-keys.js';
 import type { TokenService } from './tokens.js';
 import { toUser } from './wire.js';
 
@@ -39,8 +39,8 @@ export class AccountService {
         { path: ['password'], reason: 'weak_password' },
       ]);
     }
-    if (body.publicKey !== undefined && !isValidEd25519PublicKey(Buffer.from(body.publicKey, 'base64'))) {
-      throw new ValidationError('publicKey is not a valid Ed25519 public key', [{ path: ['publicKey'], reason: 'invalid_key' }]);
+    if (body.publicKey !== undefined && !isValidIdentityKey(Buffer.from(body.publicKey, 'base64'))) {
+      throw new ValidationError('publicKey is not a valid Ed25519 (32 bytes) or Curve25519 (33 bytes, 0x05 first) public key', [{ path: ['publicKey'], reason: 'invalid_key' }]);
     }
     if (await findUserByUsername(db.db, body.username)) await this.usernameTaken(ip);
     const passwordHash = await hasher.hash(body.password);

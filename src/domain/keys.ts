@@ -16,7 +16,7 @@ import {
 import { findUserById, setPublicKey } from '../storage/repositories/users.js';
 import type { Clock } from '../util/clock.js';
 import type { Mailbox } from './mailbox.js';
-import { isValidEd25519PublicKey, isValidX25519PublicKey, verifyEd25519 } from './public-keys.js';
+import { isValidIdentityKey, isValidX25519PublicKey, verifyIdentitySignature, x25519Bytes } from './public-keys.js';
 
 const bytes = (b64: string) => Buffer.from(b64, 'base64');
 
@@ -24,13 +24,21 @@ function invalidKey(path: (string | number)[], message: string): ValidationError
   return new ValidationError(message, [{ path, message, reason: 'invalid_key' }]);
 }
 
-/** Checks an upload: real curve points, a signed pre-key signed by the identity key, unique ids. */
+const isValidPreKey = (key: Uint8Array): boolean => {
+  const u = x25519Bytes(key);
+  return u !== null && isValidX25519PublicKey(u);
+};
+
+/**
+ * Checks an upload: real curve points, a signed pre-key signed by the identity key over its bytes
+ * as uploaded (Ed25519 or, for a 0x05-prefixed Curve25519 identity key, XEdDSA), unique ids.
+ */
 function checkUpload(body: UploadKeysBody): void {
   const identity = bytes(body.identityKey);
-  if (!isValidEd25519PublicKey(identity)) throw invalidKey(['identityKey'], 'identityKey is not a valid Ed25519 public key');
+  if (!isValidIdentityKey(identity)) throw invalidKey(['identityKey'], 'identityKey is not a valid Ed25519 (32 bytes) or Curve25519 (33 bytes, 0x05 first) public key');
   const spk = bytes(body.signedPreKey.publicKey);
-  if (!isValidX25519PublicKey(spk)) throw invalidKey(['signedPreKey', 'publicKey'], 'signedPreKey.publicKey is not a valid X25519 public key');
-  if (!verifyEd25519(identity, spk, bytes(body.signedPreKey.signature))) {
+  if (!isValidPreKey(spk)) throw invalidKey(['signedPreKey', 'publicKey'], 'signedPreKey.publicKey is not a valid X25519 public key');
+  if (!verifyIdentitySignature(identity, spk, bytes(body.signedPreKey.signature))) {
     throw new ValidationError('signedPreKey.signature does not verify with identityKey', [
       { path: ['signedPreKey', 'signature'], message: 'bad signature', reason: 'invalid_signature' },
     ]);
@@ -39,7 +47,7 @@ function checkUpload(body: UploadKeysBody): void {
   body.oneTimePreKeys.forEach((k, i) => {
     if (ids.has(k.keyId)) throw new ValidationError('oneTimePreKeys has a repeated keyId', [{ path: ['oneTimePreKeys', i, 'keyId'], message: 'repeated keyId', reason: 'duplicate_key_id' }]);
     ids.add(k.keyId);
-    if (!isValidX25519PublicKey(bytes(k.publicKey))) throw invalidKey(['oneTimePreKeys', i, 'publicKey'], 'not a valid X25519 public key');
+    if (!isValidPreKey(bytes(k.publicKey))) throw invalidKey(['oneTimePreKeys', i, 'publicKey'], 'not a valid X25519 public key');
   });
 }
 

@@ -1,7 +1,7 @@
 import { sign } from 'node:crypto';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { Api, isErrorShape, type Session } from '../_helpers/api.js';
-import { identityKeyPair, keyUpload, x25519Public } from '../_helpers/keys.js';
+import { identityKeyPair, keyUpload, LIBSIGNAL_SIGNATURE_VECTOR, x25519Public, x25519Serialized, xeddsaIdentity } from '../_helpers/keys.js';
 import { describeEachDialect, testServer, type TestServer } from '../_helpers/server.js';
 import { connect } from '../_helpers/ws.js';
 
@@ -37,7 +37,8 @@ describeEachDialect('key directory', (dialect) => {
       ['identity of small order', { ...body, identityKey: Buffer.alloc(32).toString('base64') }, 'invalid_key'],
       ['all-zero pre-key', { ...body, oneTimePreKeys: [{ keyId: 9, publicKey: Buffer.alloc(32).toString('base64') }] }, 'invalid_key'],
       ['31-byte key', { ...body, oneTimePreKeys: [{ keyId: 9, publicKey: Buffer.alloc(31, 1).toString('base64') }] }, 'invalid_length'],
-      ['33-byte key', { ...body, identityKey: Buffer.alloc(33, 1).toString('base64') }, 'invalid_length'],
+      ['33-byte key without the 0x05 type byte', { ...body, identityKey: Buffer.alloc(33, 1).toString('base64') }, 'invalid_key'],
+      ['34-byte key', { ...body, identityKey: Buffer.alloc(34, 5).toString('base64') }, 'invalid_length'],
       ['64-byte (private) key', { ...body, identityKey: Buffer.alloc(64, 1).toString('base64') }, 'invalid_length'],
       ['a private key field', { ...body, privateKey: 'AAAA' }, 'unknown_field'],
       ['a JWK d', { ...body, signedPreKey: { ...body.signedPreKey, d: 'AAAA' } }, 'unknown_field'],
@@ -55,6 +56,42 @@ describeEachDialect('key directory', (dialect) => {
     expect((await api.get(`/users/${carol.id}`, carol.token)).body.publicKey).toBeNull();
     expect((await api.get(`/keys/${carol.id}`, alice.token)).status).toBe(404);
     expect((await api.put('/keys', body)).status).toBe(401);
+  });
+
+  it("a libsignal client's keys: a Curve25519 identity (0x05 + 32 bytes) with an XEdDSA signature, stored and handed out as uploaded", async () => {
+    const dave = await api.register();
+    const v = LIBSIGNAL_SIGNATURE_VECTOR;
+    // libsignal's own vector is a whole upload: the key it signed is itself a serialized Curve25519 key.
+    const upload = { identityKey: v.identityKey, signedPreKey: { keyId: 7, publicKey: v.message, signature: v.signature }, oneTimePreKeys: [{ keyId: 1, publicKey: x25519Serialized() }] };
+    const res = await api.put('/keys', upload, dave.token);
+    expect(res.status).toBe(200);
+    expect((await api.get(`/users/${dave.id}`, alice.token)).body.publicKey).toBe(v.identityKey);
+    const bundle = await api.get(`/keys/${dave.id}`, alice.token);
+    expect(bundle.body).toEqual({ userId: dave.id, identityKey: v.identityKey, signedPreKey: upload.signedPreKey, oneTimePreKey: upload.oneTimePreKeys[0] });
+
+    // A fresh identity, a raw 32-byte signed pre-key, the paper's XEdDSA variant: accepted too.
+    const id = xeddsaIdentity('paper');
+    const spk = x25519Public();
+    const fresh = { identityKey: id.publicKey, signedPreKey: { keyId: 8, publicKey: spk, signature: id.sign(Buffer.from(spk, 'base64')) }, oneTimePreKeys: [] };
+    expect((await api.put('/keys', fresh, dave.token)).status).toBe(200);
+
+    // Refused: a tampered signature, and a signature over the key without its type byte.
+    const tampered = Buffer.from(v.signature, 'base64');
+    tampered[40]! ^= 1;
+    const signedRaw = xeddsaIdentity();
+    const raw33 = x25519Serialized();
+    for (const [name, b] of [
+      ['tampered XEdDSA signature', { ...upload, signedPreKey: { ...upload.signedPreKey, signature: tampered.toString('base64') } }],
+      ['signed without the type byte', { identityKey: signedRaw.publicKey, signedPreKey: { keyId: 9, publicKey: raw33, signature: signedRaw.sign(Buffer.from(raw33, 'base64').subarray(1)) } }],
+    ] as const) {
+      const r = await api.put('/keys', b, carol.token);
+      expect(r.status, name).toBe(400);
+      expect(JSON.stringify(r.body.error.details), name).toContain('invalid_signature');
+    }
+    // Registration takes the same identity keys.
+    const withKey = await api.post('/auth/register', { username: `xed${Date.now().toString(36)}`, password: 'violet-Harbor-42-lantern', publicKey: v.identityKey });
+    expect(withKey.status).toBe(201);
+    expect(withKey.body.user.publicKey).toBe(v.identityKey);
   });
 
   it('hands out each one-time pre-key once, then bundles without one', async () => {

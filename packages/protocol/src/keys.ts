@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { base64Bytes, Id, PublicKey32 } from './primitives.js';
+import { base64Bytes, Id, PublicKey } from './primitives.js';
 
 /** A pre-key id, chosen by the client: an unsigned 32-bit integer. */
 export const KeyId = z.number().int().min(0).max(0xffffffff);
@@ -11,19 +11,23 @@ export const PREKEY_LOW_THRESHOLD = 10;
 
 export const SignedPreKey = z.strictObject({
   keyId: KeyId,
-  publicKey: PublicKey32.describe('X25519 public key, 32 bytes, base64'),
-  signature: base64Bytes({ lengths: [64] }).describe('Ed25519 signature by the identity key over the 32 raw public-key bytes, base64'),
+  publicKey: PublicKey.describe('X25519 public key, base64: 32 raw bytes, or 33 with the type byte 0x05 in front (libsignal)'),
+  signature: base64Bytes({ lengths: [64] }).describe(
+    'signature by the identity key over the publicKey bytes as uploaded, base64: Ed25519 for a 32-byte identity key, XEdDSA (as libsignal computes it) for a 33-byte one',
+  ),
 });
 export type SignedPreKey = z.infer<typeof SignedPreKey>;
 
 export const OneTimePreKey = z.strictObject({
   keyId: KeyId,
-  publicKey: PublicKey32.describe('X25519 public key, 32 bytes, base64'),
+  publicKey: PublicKey.describe('X25519 public key, base64: 32 raw bytes, or 33 with the type byte 0x05 in front (libsignal)'),
 });
 export type OneTimePreKey = z.infer<typeof OneTimePreKey>;
 
 export const UploadKeysBody = z.strictObject({
-  identityKey: PublicKey32.describe("Ed25519 identity public key (becomes the user's publicKey)"),
+  identityKey: PublicKey.describe(
+    "identity public key (becomes the user's publicKey), base64: 32 bytes = Ed25519; 33 bytes starting 0x05 = Curve25519 with XEdDSA signatures (libsignal)",
+  ),
   signedPreKey: SignedPreKey,
   oneTimePreKeys: z.array(OneTimePreKey).max(MAX_PREKEYS_PER_UPLOAD).default([]),
 });

@@ -77,6 +77,23 @@ export const ClientMessageId = z
 /** 32-byte public key (Ed25519 identity key or X25519 pre-key), base64. */
 export const PublicKey32 = base64Bytes({ lengths: [32] });
 
+/** libsignal's type byte in front of a serialized Curve25519 (X25519) public key. */
+export const DJB_KEY_TYPE = 0x05;
+
+/**
+ * A public key as 32 raw bytes, or as libsignal serializes a Curve25519 key: 33 bytes, the first
+ * one 0x05 (decision 0019). Which curve 32 bytes are depends on the field.
+ */
+export const PublicKey = base64Bytes({ lengths: [32, 33] }).refine(
+  (s) => !(isCanonicalBase64(s) && base64ByteLength(s) === 33) || firstByte(s) === DJB_KEY_TYPE,
+  { message: 'a 33-byte key must start with the type byte 0x05 (a Curve25519 key as libsignal serializes it)', params: { reason: 'invalid_key' } },
+);
+
+/** The first decoded byte of canonical base64 (its first 8 bits: 6 from the first character, 2 from the second). */
+function firstByte(s: string): number {
+  return ((VALUE[s.charCodeAt(0)]! - 1) << 2) | ((VALUE[s.charCodeAt(1)]! - 1) >> 4);
+}
+
 export const Timestamp = z.string().describe('ISO 8601 UTC timestamp');
 
 /** Event cursors are opaque to clients; they are decimal strings today. */

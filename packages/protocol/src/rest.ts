@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { base64Bytes, ClientMessageId, Id, Password, PublicKey32, Timestamp, Username } from './primitives.js';
+import { base64Bytes, ClientMessageId, Id, Password, PublicKey, Timestamp, Username } from './primitives.js';
 
 // ---- shared limits ----
 /** Default cap on the decoded size of `encryptedContent`; servers may be configured lower or higher. */
@@ -14,7 +14,7 @@ const CIPHERTEXT_SCHEMA_MAX_BYTES = 2 * 1024 * 1024;
 export const User = z.object({
   id: Id,
   username: z.string(),
-  publicKey: z.string().nullable().describe('Ed25519 identity key, base64 (null until uploaded)'),
+  publicKey: z.string().nullable().describe('identity key, base64 (null until uploaded): 32 bytes = Ed25519, 33 bytes starting 0x05 = Curve25519/XEdDSA'),
   createdAt: Timestamp,
 });
 export type User = z.infer<typeof User>;
@@ -22,7 +22,7 @@ export type User = z.infer<typeof User>;
 export const RegisterBody = z.strictObject({
   username: Username,
   password: Password,
-  publicKey: PublicKey32.optional().describe('Ed25519 identity public key (32 bytes, base64)'),
+  publicKey: PublicKey.optional().describe('identity public key, base64: 32 bytes = Ed25519; 33 bytes starting 0x05 = Curve25519/XEdDSA (libsignal)'),
 });
 export type RegisterBody = z.infer<typeof RegisterBody>;
 

@@ -120,6 +120,11 @@ describe('session setup', () => {
     await expect(initiateSession(alice.stores, bob.id, { ...good, identityKey: 'AAAA' })).rejects.toBeInstanceOf(InvalidBundleError);
     await expect(initiateSession(alice.stores, 'someone-else', good)).rejects.toBeInstanceOf(InvalidBundleError);
     await expect(initiateSession(alice.stores, bob.id, { ...good, identityKey: toBase64(new Uint8Array(32)) })).rejects.toBeInstanceOf(InvalidBundleError);
+    // A libsignal client's Curve25519 identity key (the server accepts it): refused by name.
+    const curve = new Uint8Array(33);
+    curve[0] = 0x05;
+    curve[1] = 9;
+    await expect(initiateSession(alice.stores, bob.id, { ...good, identityKey: toBase64(curve) })).rejects.toThrow(/Curve25519/);
     await expect(
       initiateSession(alice.stores, bob.id, { ...good, oneTimePreKey: { keyId: 1, publicKey: toBase64(new Uint8Array(32)) } }),
     ).rejects.toBeInstanceOf(InvalidBundleError);

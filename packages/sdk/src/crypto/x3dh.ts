@@ -52,6 +52,8 @@ export interface X3dhResult {
  */
 export function verifyBundle(bundle: PreKeyBundle): void {
   const { identityKey, signedPreKey: spk, oneTimePreKey: opk } = bundle;
+  // The server also accepts libsignal's Curve25519 identity keys (0x05 + 32 bytes, XEdDSA): another kind of client.
+  if (identityKey.length === 33 && identityKey[0] === 0x05) throw new InvalidBundleError('the peer has a Curve25519 (XEdDSA, libsignal) identity key, which this SDK does not support');
   if (!ed25519IsValidPublicKey(identityKey)) throw new InvalidBundleError('invalid identity key');
   if (!isUint32(spk.keyId) || spk.publicKey.length !== KEY_LEN || spk.signature.length !== SIGNATURE_LEN) {
     throw new InvalidBundleError('invalid signed pre-key');

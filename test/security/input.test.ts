@@ -349,9 +349,11 @@ describeEachDialect('bad input', (dialect) => {
       ['iv 15 bytes', { iv: b64(15) }], ['iv 17 bytes', { iv: b64(17) }], ['iv 0 bytes', { iv: '' }], ['mac 31 bytes', { mac: b64(31) }], ['mac 33 bytes', { mac: b64(33) }], ['empty ciphertext', { encryptedContent: '' }],
     ];
     for (const [what, patch] of wrongLength) await refuse(message({ ...validMessage(), ...patch }, what, { reason: 'invalid_length' }));
-    for (const [what, key] of [['31-byte key', b64(31)], ['33-byte key', b64(33)]] as const) {
-      await refuse({ what: `identityKey ${what}`, method: 'PUT', url: '/keys', auth: true, body: { ...keyUpload().body, identityKey: key }, status: 400, code: 'validation_error', reason: 'invalid_length' });
-      await refuse({ what: `register publicKey ${what}`, url: '/auth/register', body: { username: uniqueName(), password: STRONG_PASSWORD, publicKey: key }, status: 400, code: 'validation_error', reason: 'invalid_length' });
+    // 33 bytes are a key only with libsignal's type byte 0x05 in front (decision 0019).
+    const notType5 = Buffer.concat([Buffer.from([0x06]), Buffer.from(b64(32), 'base64')]).toString('base64');
+    for (const [what, key, reason] of [['31-byte key', b64(31), 'invalid_length'], ['34-byte key', b64(34), 'invalid_length'], ['33-byte key, type byte 0x06', notType5, 'invalid_key']] as const) {
+      await refuse({ what: `identityKey ${what}`, method: 'PUT', url: '/keys', auth: true, body: { ...keyUpload().body, identityKey: key }, status: 400, code: 'validation_error', reason });
+      await refuse({ what: `register publicKey ${what}`, url: '/auth/register', body: { username: uniqueName(), password: STRONG_PASSWORD, publicKey: key }, status: 400, code: 'validation_error', reason });
     }
     await refuse(message({ ...validMessage(), ...envelope(MAX_CIPHERTEXT + 1) }, 'ciphertext 64 KiB + 1', { status: 413, code: 'payload_too_large' }));
     // Both IV sizes of the SPEC are accepted.

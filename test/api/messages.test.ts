@@ -91,6 +91,8 @@ describeEachDialect('messages', (dialect) => {
       [{ ...good, iv: b64(17) }, 'invalid_length'],
       [{ ...good, mac: b64(31) }, 'invalid_length'],
       [{ ...good, mac: b64(33) }, 'invalid_length'],
+      [{ ...good, mac: b64(16) }, 'invalid_length'], // a GCM tag with CBC's 16-byte iv
+      [{ ...good, iv: b64(12), mac: b64(15) }, 'invalid_length'],
       [{ ...good, type: 'video' }],
       [{ ...good, type: 'TEXT' }],
       [{ ...good, clientMessageId: 'has space' }],
@@ -110,8 +112,13 @@ describeEachDialect('messages', (dialect) => {
       if (reason) expect(JSON.stringify(res.body.error.details)).toContain(reason);
     }
     expect((await api.post('/messages', { ...good, iv: b64(12) }, alice.token)).status).toBe(201);
+    // AES-256-GCM as the SPEC allows it: a 12-byte iv and the 16-byte tag as the mac, stored as sent.
+    const gcm = { ...good, iv: b64(12), mac: b64(16) };
+    const stored = await api.post('/messages', gcm, alice.token);
+    expect(stored.status).toBe(201);
+    expect(stored.body).toMatchObject({ iv: gcm.iv, mac: gcm.mac });
     const after = await api.get(`/messages/${chatId}?limit=100`, alice.token);
-    expect(after.body.messages.length).toBe(before.body.messages.length + 1);
+    expect(after.body.messages.length).toBe(before.body.messages.length + 2);
   });
 
   it('ciphertext over 64 KiB decoded → 413; a body over 128 KiB → 413', async () => {

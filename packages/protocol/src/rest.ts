@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { base64Bytes, ClientMessageId, Id, Password, PublicKey, Timestamp, Username } from './primitives.js';
+import { base64ByteLength, base64Bytes, ClientMessageId, Id, Password, PublicKey, Timestamp, Username } from './primitives.js';
 
 // ---- shared limits ----
 /** Default cap on the decoded size of `encryptedContent`; servers may be configured lower or higher. */
@@ -104,13 +104,19 @@ export const SendMessageBody = z
       'ciphertext, base64; the configured decoded-size limit (64 KiB by default) answers 413',
     ),
     iv: base64Bytes({ lengths: [12, 16] }).describe('16 bytes (AES-256-CBC) or 12 bytes (AES-256-GCM), base64'),
-    mac: base64Bytes({ lengths: [32] }).describe('HMAC-SHA256 tag, 32 bytes, base64'),
+    mac: base64Bytes({ lengths: [16, 32] }).describe('HMAC-SHA256 tag, 32 bytes, or with a 12-byte iv the AES-256-GCM tag, 16 bytes; base64'),
     type: MessageType,
     clientMessageId: ClientMessageId.optional(),
   })
   .refine((b) => b.chatId !== undefined || b.receiverId !== undefined, {
     message: 'chatId or receiverId is required',
     path: ['chatId'],
+  })
+  // 16 bytes is an AES-GCM tag, which comes with GCM's 12-byte iv; CBC is always HMAC-SHA256's 32.
+  .refine((b) => base64ByteLength(b.mac) !== 16 || base64ByteLength(b.iv) === 12, {
+    message: 'a 16-byte mac (an AES-256-GCM tag) needs a 12-byte iv; with AES-256-CBC the mac is 32 bytes',
+    path: ['mac'],
+    params: { reason: 'invalid_length' },
   });
 export type SendMessageBody = z.infer<typeof SendMessageBody>;
 

@@ -55,7 +55,9 @@ export async function createApp(ctx: AppContext): Promise<FastifyInstance> {
     requestTimeout: 30_000,
     connectionTimeout: 60_000,
     keepAliveTimeout: 72_000,
-    http: { headersTimeout: 20_000, maxHeaderSize: 16 * 1024 },
+    // Node checks the header and request deadlines only every connectionsCheckingInterval (30 s by
+    // default), so a slow-headers client could hold its connection for up to 50 s; checked each second.
+    http: { headersTimeout: 20_000, maxHeaderSize: 16 * 1024, connectionsCheckingInterval: 1000 },
     routerOptions: { maxParamLength: 200, ignoreTrailingSlash: true },
     // Errors raised before routing (bad URL encoding, an over-long path parameter) and by the HTTP
     // parser (smuggling attempts, huge headers) get the same error shape as everything else.

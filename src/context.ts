@@ -120,6 +120,7 @@ export class AppContext {
       limiter,
       clock,
       maxCiphertextBytes: cfg.messages.maxCiphertextBytes,
+      holdAfterCommitMs: cfg.messages.holdAfterCommitMs,
       hooks: {
         stored: (m) => {
           telemetry.messagesStored.inc();

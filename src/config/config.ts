@@ -40,7 +40,8 @@ export interface ServerConfig {
   /** Open WebSockets per client address on this instance (with rate limits on). */
   maxSocketsPerIp: number;
   allowedOrigins: string[];
-  messages: { maxCiphertextBytes: number };
+  /** holdAfterCommitMs: a fault-test hook (TEST_HOLD_AFTER_COMMIT_MS), 0 outside those tests. */
+  messages: { maxCiphertextBytes: number; holdAfterCommitMs: number };
   events: { retentionDays: number };
   serveApp: boolean;
   shutdownGraceMs: number;
@@ -140,6 +141,9 @@ export function envToConfig(env: Env): ServerConfig {
   const sessionMaxAgeSec =
     env.SESSION_MAX_AGE === undefined ? Math.max(90 * 86400, refreshTtlSec) : duration('SESSION_MAX_AGE', env.SESSION_MAX_AGE, '90d', 60, 3650 * 86400);
   if (sessionMaxAgeSec < refreshTtlSec) throw new ConfigError('SESSION_MAX_AGE', 'must not be shorter than REFRESH_TOKEN_TTL');
+  // A fault-test hook (T-DUR-02): the answer to a send waits this long after its commit.
+  const holdAfterCommitMs = int('TEST_HOLD_AFTER_COMMIT_MS', env.TEST_HOLD_AFTER_COMMIT_MS, 0, 0, 10_000);
+  if (production && holdAfterCommitMs > 0) throw new ConfigError('TEST_HOLD_AFTER_COMMIT_MS', 'is a test hook, refused when NODE_ENV=production');
   return {
     production,
     http: {
@@ -162,7 +166,7 @@ export function envToConfig(env: Env): ServerConfig {
     rateLimits,
     maxSocketsPerIp: int('MAX_SOCKETS_PER_IP', env.MAX_SOCKETS_PER_IP, CAPS.socketsPerIp, 1, 1_000_000),
     allowedOrigins: origins(env.ALLOWED_ORIGINS),
-    messages: { maxCiphertextBytes: int('MAX_MESSAGE_BYTES', env.MAX_MESSAGE_BYTES, DEFAULT_MAX_CIPHERTEXT_BYTES, 1024, 1024 * 1024) },
+    messages: { maxCiphertextBytes: int('MAX_MESSAGE_BYTES', env.MAX_MESSAGE_BYTES, DEFAULT_MAX_CIPHERTEXT_BYTES, 1024, 1024 * 1024), holdAfterCommitMs },
     events: { retentionDays: int('EVENT_RETENTION_DAYS', env.EVENT_RETENTION_DAYS, 30, 30, 3650) },
     serveApp: onOff('SERVE_APP', env.SERVE_APP, !production),
     shutdownGraceMs: duration('SHUTDOWN_GRACE', env.SHUTDOWN_GRACE, '10s', 1, 600) * 1000,

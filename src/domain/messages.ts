@@ -46,6 +46,8 @@ export class MessageService {
       limiter: RateLimiter;
       clock: Clock;
       maxCiphertextBytes: number;
+      /** Fault tests only (T-DUR-02): answers wait this long after their commit, so a kill can fall between the two. */
+      holdAfterCommitMs?: number;
       hooks?: MessageHooks;
     },
   ) {}
@@ -97,6 +99,7 @@ export class MessageService {
         return { message: m, created: true };
       });
       if (result.created) this.deps.hooks?.stored?.(result.message);
+      if (this.deps.holdAfterCommitMs) await new Promise((r) => setTimeout(r, this.deps.holdAfterCommitMs));
       return result;
     } catch (err) {
       // PostgreSQL: a retry (or two sends with one clientMessageId racing) hit the unique key.

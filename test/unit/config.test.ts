@@ -72,6 +72,11 @@ describe('configuration', () => {
 
   it('production refuses RATE_LIMITS=off and a listener without a TLS-terminating proxy', () => {
     fails({ NODE_ENV: 'production', TRUST_PROXY: '10.0.0.1', RATE_LIMITS: 'off' }, 'RATE_LIMITS');
+    // The fault suite's hook (T-DUR-02) never reaches production; elsewhere it is bounded.
+    fails({ NODE_ENV: 'production', TRUST_PROXY: '10.0.0.1', TEST_HOLD_AFTER_COMMIT_MS: '100' }, 'TEST_HOLD_AFTER_COMMIT_MS');
+    fails({ TEST_HOLD_AFTER_COMMIT_MS: '20000' }, 'TEST_HOLD_AFTER_COMMIT_MS');
+    expect(envToConfig(readEnv({ TEST_HOLD_AFTER_COMMIT_MS: '250' })).messages.holdAfterCommitMs).toBe(250);
+    expect(envToConfig(readEnv({})).messages.holdAfterCommitMs).toBe(0);
     fails({ NODE_ENV: 'production' }, 'TRUST_PROXY');
     expect(envToConfig(readEnv({ NODE_ENV: 'production', ALLOW_PLAIN_HTTP: 'on' })).production).toBe(true);
     expect(envToConfig(readEnv({ NODE_ENV: 'production', TRUST_PROXY: '10.0.0.1' })).serveApp).toBe(false);

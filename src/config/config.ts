@@ -136,6 +136,9 @@ export function envToConfig(env: Env): ServerConfig {
   const redisUrl = env.REDIS_URL ?? null;
   if (redisUrl !== null && !/^rediss?:\/\//.test(redisUrl)) throw new ConfigError('REDIS_URL', 'expected redis://… or rediss://…');
   const accessTtlSec = duration('ACCESS_TOKEN_TTL', env.ACCESS_TOKEN_TTL, '15m', 10, 24 * 3600);
+  // SECURITY.md TOK-03: an access token lives at most 15 minutes in production (a stolen one is
+  // usable that long; sockets re-check at expiry). Longer only for development and benchmarks.
+  if (production && accessTtlSec > 15 * 60) throw new ConfigError('ACCESS_TOKEN_TTL', 'must be at most 15m when NODE_ENV=production');
   const refreshTtlSec = duration('REFRESH_TOKEN_TTL', env.REFRESH_TOKEN_TTL, '30d', 60, 365 * 86400);
   // Unset, a login's absolute lifetime is 90 days, or the refresh lifetime if that is longer.
   const sessionMaxAgeSec =

@@ -72,6 +72,10 @@ describe('configuration', () => {
 
   it('production refuses RATE_LIMITS=off and a listener without a TLS-terminating proxy', () => {
     fails({ NODE_ENV: 'production', TRUST_PROXY: '10.0.0.1', RATE_LIMITS: 'off' }, 'RATE_LIMITS');
+    // TOK-03: access tokens of at most 15 minutes in production; longer only elsewhere (benchmarks).
+    fails({ NODE_ENV: 'production', TRUST_PROXY: '10.0.0.1', ACCESS_TOKEN_TTL: '16m' }, 'ACCESS_TOKEN_TTL');
+    expect(envToConfig(readEnv({ NODE_ENV: 'production', TRUST_PROXY: '10.0.0.1', ACCESS_TOKEN_TTL: '15m' })).auth.accessTtlSec).toBe(900);
+    expect(envToConfig(readEnv({ ACCESS_TOKEN_TTL: '12h' })).auth.accessTtlSec).toBe(12 * 3600);
     // The fault suite's hook (T-DUR-02) never reaches production; elsewhere it is bounded.
     fails({ NODE_ENV: 'production', TRUST_PROXY: '10.0.0.1', TEST_HOLD_AFTER_COMMIT_MS: '100' }, 'TEST_HOLD_AFTER_COMMIT_MS');
     fails({ TEST_HOLD_AFTER_COMMIT_MS: '20000' }, 'TEST_HOLD_AFTER_COMMIT_MS');

@@ -8,6 +8,7 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Api, uniqueName, type Res, type Session } from '../_helpers/api.js';
 import { testServer, type TestServer } from '../_helpers/server.js';
+import { LIMITS } from '../../src/limits/catalog.js';
 import { expectError, freshIp } from './_support.js';
 
 const LONG = (seed: string) => `${seed}-`.padEnd(128, 'x7Q');
@@ -70,5 +71,20 @@ describe('T-DOS-ARGON: 200 concurrent logins with 128-character passwords (produ
         `loop delay p99 ${(loop.percentile(99) / 1e6).toFixed(1)} ms, max ${(loop.max / 1e6).toFixed(1)} ms; ` +
         `RSS ${Math.round(rssBefore / 2 ** 20)} → peak ${Math.round(rssPeak / 2 ** 20)} MiB`,
     );
+  });
+
+  it('a login turned away because the hashers are full (503) does not count as a failed guess for its account', async () => {
+    const target = await new Api(srv.app, freshIp()).register(uniqueName('dos'), LONG('target'));
+    // Fill the hashers and their queue with names that do not exist, then try the account.
+    const flood = Array.from({ length: 150 }, (_, i) => new Api(srv.app, freshIp()).post('/auth/login', { username: uniqueName('flood'), password: LONG(`f${i}`) }));
+    const turnedAway = Array.from({ length: 3 }, (_, i) => new Api(srv.app, freshIp()).post('/auth/login', { username: target.username, password: LONG(`w${i}`) }));
+    const [floodAnswers, targetAnswers] = await Promise.all([Promise.all(flood), Promise.all(turnedAway)]);
+    // The premise: the account's attempts met full hashers.
+    expect(targetAnswers.map((r) => r.status)).toEqual([503, 503, 503]);
+    expect(floodAnswers.some((r) => r.status === 503)).toBe(true);
+    // Its failure bucket is whole: the full burst of wrong passwords is still checked, then 429.
+    const burst = LIMITS.loginFailuresPerAccount.burst;
+    for (let i = 0; i < burst; i++) expect((await new Api(srv.app, freshIp()).post('/auth/login', { username: target.username, password: LONG(`x${i}`) })).status, `guess ${i + 1}`).toBe(401);
+    expect((await new Api(srv.app, freshIp()).post('/auth/login', { username: target.username, password: LONG('y') })).status).toBe(429);
   });
 });

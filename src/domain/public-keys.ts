@@ -47,7 +47,30 @@ export function x25519Bytes(key: Uint8Array): Uint8Array | null {
 export function isValidIdentityKey(key: Uint8Array): boolean {
   if (key.length === 32) return isValidEd25519PublicKey(key);
   const u = key.length === 33 ? x25519Bytes(key) : null;
-  return u !== null && isValidX25519PublicKey(u) && edwardsY(u) !== null;
+  if (u === null || !isCanonicalU(u) || !isValidX25519PublicKey(u)) return false;
+  // The u of a point on the curve's twist has no Edwards point: no signature could ever verify.
+  const y = edwardsY(u);
+  return y !== null && isValidEd25519PublicKey(encodeY(y, 0));
+}
+
+/** u < p with the top bit clear: the one encoding of a key (libsignal never makes another), so one key has one identity. */
+function isCanonicalU(u: Uint8Array): boolean {
+  if (u[31]! & 0x80) return false;
+  let n = 0n;
+  for (let i = 31; i >= 0; i--) n = (n << 8n) | BigInt(u[i]!);
+  return n < P;
+}
+
+/** An Edwards point's 32-byte encoding: y little-endian, the sign of x in the top bit. */
+function encodeY(y: bigint, signBit: number): Uint8Array {
+  const a = new Uint8Array(32);
+  let t = y;
+  for (let i = 0; i < 32; i++) {
+    a[i] = Number(t & 0xffn);
+    t >>= 8n;
+  }
+  a[31]! |= signBit;
+  return a;
 }
 
 /** Verifies a signature by an identity key (either kind, see isValidIdentityKey) over `message`. */
@@ -68,13 +91,7 @@ export function verifyXEdDSA(u: Uint8Array, message: Uint8Array, signature: Uint
   if (u.length !== 32 || signature.length !== 64) return false;
   const y = edwardsY(u);
   if (y === null) return false;
-  const a = new Uint8Array(32);
-  let t = y;
-  for (let i = 0; i < 32; i++) {
-    a[i] = Number(t & 0xffn);
-    t >>= 8n;
-  }
-  a[31]! |= signature[63]! & 0x80;
+  const a = encodeY(y, signature[63]! & 0x80);
   const sig = Uint8Array.from(signature);
   sig[63]! &= 0x7f;
   return verifyEd25519(a, message, sig);

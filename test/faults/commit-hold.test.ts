@@ -52,12 +52,12 @@ async function killBetweenCommitAndAnswer(label: string, databaseUrl: string | u
   const [alice, bob] = [await register(srv), await register(srv)];
   const chatId = await createChat(srv, alice, bob);
 
-  // REST: the POST is answered only HOLD_MS after its commit.
-  const restBody = { chatId, ...envelope(64), clientMessageId: `dur2-rest-${label}` };
-  const pending = srv.post('/messages', restBody, alice.token, 20_000);
-  // Over the socket too, on the same server, at the same time.
+  // The socket first, so that both sends start together: REST's and the socket's answers are
+  // each held HOLD_MS after their commits.
   const sock = new LiveSocket(srv.wsUrl, alice.token, undefined, { onEvent: () => undefined });
   await sock.ready;
+  const restBody = { chatId, ...envelope(64), clientMessageId: `dur2-rest-${label}` };
+  const pending = srv.post('/messages', restBody, alice.token, 20_000);
   const wsBody = { chatId, ...envelope(64), clientMessageId: `dur2-ws-${label}` };
   const wsPending = sock.request('r1', wsBody, 20_000);
 

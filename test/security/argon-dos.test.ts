@@ -76,15 +76,18 @@ describe('T-DOS-ARGON: 200 concurrent logins with 128-character passwords (produ
   it('a login turned away because the hashers are full (503) does not count as a failed guess for its account', async () => {
     const target = await new Api(srv.app, freshIp()).register(uniqueName('dos'), LONG('target'));
     // Fill the hashers and their queue with names that do not exist, then try the account.
-    const flood = Array.from({ length: 150 }, (_, i) => new Api(srv.app, freshIp()).post('/auth/login', { username: uniqueName('flood'), password: LONG(`f${i}`) }));
+    const flood = Array.from({ length: 300 }, (_, i) => new Api(srv.app, freshIp()).post('/auth/login', { username: uniqueName('flood'), password: LONG(`f${i}`) }));
     const turnedAway = Array.from({ length: 3 }, (_, i) => new Api(srv.app, freshIp()).post('/auth/login', { username: target.username, password: LONG(`w${i}`) }));
     const [floodAnswers, targetAnswers] = await Promise.all([Promise.all(flood), Promise.all(turnedAway)]);
-    // The premise: the account's attempts met full hashers.
-    expect(targetAnswers.map((r) => r.status)).toEqual([503, 503, 503]);
+    // The premise: some of the account's attempts met full hashers (503); any that got through were
+    // checked (401) and count. Which is which depends on scheduling, so the count follows from it.
+    const statuses = targetAnswers.map((r) => r.status);
+    expect(statuses.every((st) => st === 503 || st === 401)).toBe(true);
+    expect(statuses.filter((st) => st === 503).length).toBeGreaterThan(0);
     expect(floodAnswers.some((r) => r.status === 503)).toBe(true);
-    // Its failure bucket is whole: the full burst of wrong passwords is still checked, then 429.
-    const burst = LIMITS.loginFailuresPerAccount.burst;
-    for (let i = 0; i < burst; i++) expect((await new Api(srv.app, freshIp()).post('/auth/login', { username: target.username, password: LONG(`x${i}`) })).status, `guess ${i + 1}`).toBe(401);
+    // Its failure bucket lost only the checked ones: the rest of the burst is still checked, then 429.
+    const left = LIMITS.loginFailuresPerAccount.burst - statuses.filter((st) => st === 401).length;
+    for (let i = 0; i < left; i++) expect((await new Api(srv.app, freshIp()).post('/auth/login', { username: target.username, password: LONG(`x${i}`) })).status, `guess ${i + 1}`).toBe(401);
     expect((await new Api(srv.app, freshIp()).post('/auth/login', { username: target.username, password: LONG('y') })).status).toBe(429);
   });
 });

@@ -1,4 +1,5 @@
-import { generateKeyPairSync, sign } from 'node:crypto';
+import { generateKeyPairSync, randomBytes, sign } from 'node:crypto';
+import { ed25519 } from '@noble/curves/ed25519.js';
 import { describe, expect, it } from 'vitest';
 import { isValidIdentityKey, verifyIdentitySignature } from '../../src/domain/public-keys.js';
 import { LIBSIGNAL_SIGNATURE_VECTOR, rawPublic, xeddsaIdentity } from '../_helpers/keys.js';
@@ -53,5 +54,51 @@ describe('identity signatures: Ed25519 (32-byte keys) and XEdDSA (33-byte Curve2
     expect(isValidIdentityKey(Buffer.concat([Buffer.from([5]), Buffer.from([1]), Buffer.alloc(31)]))).toBe(false);
     expect(isValidIdentityKey(Buffer.alloc(34, 5))).toBe(false);
     expect(isValidIdentityKey(Buffer.alloc(31, 5))).toBe(false);
+  });
+
+  it('a Curve25519 identity key must be canonical and on the curve (not its twist)', () => {
+    const Fp = ed25519.Point.Fp;
+    const P = Fp.ORDER;
+    const le = (n: bigint) => {
+      const out = Buffer.alloc(32);
+      for (let i = 0; i < 32; i++, n >>= 8n) out[i] = Number(n & 0xffn);
+      return out;
+    };
+    const key = (u: bigint) => Buffer.concat([Buffer.from([5]), le(u)]);
+    // Montgomery curve v² = u³ + 486662·u² + u: u is on it exactly when the right side is a square.
+    const onCurve = (u: bigint) => {
+      const rhs = Fp.add(Fp.add(Fp.mul(Fp.mul(u, u), u), Fp.mul(486662n, Fp.mul(u, u))), u);
+      try {
+        Fp.sqrt(rhs);
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    let curve = 0;
+    let twist = 0;
+    for (let i = 0; i < 200; i++) {
+      const u = BigInt(`0x${randomBytes(32).toString('hex')}`) % P;
+      if (u < 2n || u === P - 1n) continue;
+      const expected = onCurve(u);
+      expect(isValidIdentityKey(key(u)), `u = ${u}`).toBe(expected);
+      if (expected) curve++;
+      else twist++;
+    }
+    // Both kinds were met (each about half the time).
+    expect(curve).toBeGreaterThan(40);
+    expect(twist).toBeGreaterThan(40);
+
+    // One key, one encoding: the top bit set, or u + p, are other spellings of a valid key.
+    const valid = b(LIBSIGNAL_SIGNATURE_VECTOR.identityKey);
+    expect(isValidIdentityKey(valid)).toBe(true);
+    const topBit = Buffer.from(valid);
+    topBit[32]! |= 0x80;
+    expect(isValidIdentityKey(topBit)).toBe(false);
+    let u = 0n;
+    for (let i = 32; i >= 1; i--) u = (u << 8n) | BigInt(valid[i]!);
+    if (u + P < 2n ** 255n) expect(isValidIdentityKey(key(u + P))).toBe(false);
+    expect(isValidIdentityKey(key(P - 1n))).toBe(false);
+    expect(isValidIdentityKey(key(P + 5n))).toBe(false);
   });
 });

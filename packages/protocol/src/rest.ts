@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { base64ByteLength, base64Bytes, ClientMessageId, Id, Password, PublicKey, Timestamp, Username } from './primitives.js';
+import { base64ByteLength, base64Bytes, ClientMessageId, isCanonicalBase64, Id, Password, PublicKey, Timestamp, Username } from './primitives.js';
 
 // ---- shared limits ----
 /** Default cap on the decoded size of `encryptedContent`; servers may be configured lower or higher. */
@@ -113,7 +113,7 @@ export const SendMessageBody = z
     path: ['chatId'],
   })
   // 16 bytes is an AES-GCM tag, which comes with GCM's 12-byte iv; CBC is always HMAC-SHA256's 32.
-  .refine((b) => base64ByteLength(b.mac) !== 16 || base64ByteLength(b.iv) === 12, {
+  .refine((b) => !isCanonicalBase64(b.mac) || !isCanonicalBase64(b.iv) || base64ByteLength(b.mac) !== 16 || base64ByteLength(b.iv) === 12, {
     message: 'a 16-byte mac (an AES-256-GCM tag) needs a 12-byte iv; with AES-256-CBC the mac is 32 bytes',
     path: ['mac'],
     params: { reason: 'invalid_length' },

@@ -24,10 +24,12 @@ function invalidKey(path: (string | number)[], message: string): ValidationError
   return new ValidationError(message, [{ path, message, reason: 'invalid_key' }]);
 }
 
-const isValidPreKey = (key: Uint8Array): boolean => {
-  const u = x25519Bytes(key);
+/** A pre-key in the identity key's encoding (32 raw bytes beside Ed25519, 0x05 + 32 beside Curve25519), not of small order. */
+const isValidPreKey = (key: Uint8Array, identity: Uint8Array): boolean => {
+  const u = key.length === identity.length ? x25519Bytes(key) : null;
   return u !== null && isValidX25519PublicKey(u);
 };
+const PRE_KEY_RULE = 'a valid X25519 public key in the identity key’s encoding (32 raw bytes with an Ed25519 identity key, 0x05 + 32 with a Curve25519 one)';
 
 /**
  * Checks an upload: real curve points, a signed pre-key signed by the identity key over its bytes
@@ -37,7 +39,7 @@ function checkUpload(body: UploadKeysBody): void {
   const identity = bytes(body.identityKey);
   if (!isValidIdentityKey(identity)) throw invalidKey(['identityKey'], 'identityKey is not a valid Ed25519 (32 bytes) or Curve25519 (33 bytes, 0x05 first) public key');
   const spk = bytes(body.signedPreKey.publicKey);
-  if (!isValidPreKey(spk)) throw invalidKey(['signedPreKey', 'publicKey'], 'signedPreKey.publicKey is not a valid X25519 public key');
+  if (!isValidPreKey(spk, identity)) throw invalidKey(['signedPreKey', 'publicKey'], `signedPreKey.publicKey must be ${PRE_KEY_RULE}`);
   if (!verifyIdentitySignature(identity, spk, bytes(body.signedPreKey.signature))) {
     throw new ValidationError('signedPreKey.signature does not verify with identityKey', [
       { path: ['signedPreKey', 'signature'], message: 'bad signature', reason: 'invalid_signature' },
@@ -47,7 +49,7 @@ function checkUpload(body: UploadKeysBody): void {
   body.oneTimePreKeys.forEach((k, i) => {
     if (ids.has(k.keyId)) throw new ValidationError('oneTimePreKeys has a repeated keyId', [{ path: ['oneTimePreKeys', i, 'keyId'], message: 'repeated keyId', reason: 'duplicate_key_id' }]);
     ids.add(k.keyId);
-    if (!isValidPreKey(bytes(k.publicKey))) throw invalidKey(['oneTimePreKeys', i, 'publicKey'], 'not a valid X25519 public key');
+    if (!isValidPreKey(bytes(k.publicKey), identity)) throw invalidKey(['oneTimePreKeys', i, 'publicKey'], `must be ${PRE_KEY_RULE}`);
   });
 }
 

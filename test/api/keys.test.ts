@@ -69,11 +69,24 @@ describeEachDialect('key directory', (dialect) => {
     const bundle = await api.get(`/keys/${dave.id}`, alice.token);
     expect(bundle.body).toEqual({ userId: dave.id, identityKey: v.identityKey, signedPreKey: upload.signedPreKey, oneTimePreKey: upload.oneTimePreKeys[0] });
 
-    // A fresh identity, a raw 32-byte signed pre-key, the paper's XEdDSA variant: accepted too.
+    // A fresh identity signing in the XEdDSA paper's variant: accepted too.
     const id = xeddsaIdentity('paper');
-    const spk = x25519Public();
+    const spk = x25519Serialized();
     const fresh = { identityKey: id.publicKey, signedPreKey: { keyId: 8, publicKey: spk, signature: id.sign(Buffer.from(spk, 'base64')) }, oneTimePreKeys: [] };
     expect((await api.put('/keys', fresh, dave.token)).status).toBe(200);
+
+    // One encoding per upload: pre-keys in the identity key's (no client mixes them).
+    const raw = x25519Public();
+    const ed = keyUpload(undefined, 0).body;
+    for (const [name, b] of [
+      ['raw signed pre-key beside a Curve25519 identity', { ...fresh, signedPreKey: { ...fresh.signedPreKey, publicKey: raw, signature: id.sign(Buffer.from(raw, 'base64')) } }],
+      ['raw one-time pre-key beside a Curve25519 identity', { ...fresh, oneTimePreKeys: [{ keyId: 3, publicKey: raw }] }],
+      ['0x05 one-time pre-key beside an Ed25519 identity', { ...ed, oneTimePreKeys: [{ keyId: 3, publicKey: x25519Serialized() }] }],
+    ] as const) {
+      const r = await api.put('/keys', b, carol.token);
+      expect(r.status, name).toBe(400);
+      expect(JSON.stringify(r.body.error.details), name).toContain('invalid_key');
+    }
 
     // Refused: a tampered signature, and a signature over the key without its type byte.
     const tampered = Buffer.from(v.signature, 'base64');

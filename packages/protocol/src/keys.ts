@@ -11,7 +11,7 @@ export const PREKEY_LOW_THRESHOLD = 10;
 
 export const SignedPreKey = z.strictObject({
   keyId: KeyId,
-  publicKey: PublicKey.describe('X25519 public key, base64: 32 raw bytes, or 33 with the type byte 0x05 in front (libsignal)'),
+  publicKey: PublicKey.describe('X25519 public key, base64, in the identity key’s encoding: 32 raw bytes beside an Ed25519 identity key, 33 with the type byte 0x05 in front beside a Curve25519 one (libsignal)'),
   signature: base64Bytes({ lengths: [64] }).describe(
     'signature by the identity key over the publicKey bytes as uploaded, base64: Ed25519 for a 32-byte identity key, XEdDSA (as libsignal computes it) for a 33-byte one',
   ),
@@ -20,7 +20,7 @@ export type SignedPreKey = z.infer<typeof SignedPreKey>;
 
 export const OneTimePreKey = z.strictObject({
   keyId: KeyId,
-  publicKey: PublicKey.describe('X25519 public key, base64: 32 raw bytes, or 33 with the type byte 0x05 in front (libsignal)'),
+  publicKey: PublicKey.describe('X25519 public key, base64, in the identity key’s encoding: 32 raw bytes beside an Ed25519 identity key, 33 with the type byte 0x05 in front beside a Curve25519 one (libsignal)'),
 });
 export type OneTimePreKey = z.infer<typeof OneTimePreKey>;
 

@@ -259,6 +259,19 @@ export interface ExitInfo {
  * reconnect to the same URL), its own DATA_DIR and log file. `restart()` starts a new child on the
  * same data.
  */
+/**
+ * The server is started as `npm start` starts it: node's arguments read from package.json's start
+ * script (V8 flags included), with a preloaded FAULT_SERVER_IMPORT going in before the entry point.
+ */
+const START_ARGV: string[] = (() => {
+  const start = (JSON.parse(fs.readFileSync(path.join(REPO_ROOT, 'package.json'), 'utf8')) as { scripts: { start: string } }).scripts.start;
+  const [node, ...argv] = start.trim().split(/\s+/);
+  if (node !== 'node') throw new Error(`npm start must run node directly (it is "${start}")`);
+  return argv;
+})();
+const START_FLAGS = START_ARGV.slice(0, -1);
+const START_ARGS = START_ARGV.slice(-1);
+
 export class ServerProcess {
   readonly url: string;
   readonly wsUrl: string;
@@ -327,7 +340,7 @@ export class ServerProcess {
     const out = fs.openSync(this.logFile, 'a');
     // FAULT_SERVER_IMPORT: an extra module preloaded into the server (local diagnosis only, e.g. to try a fix).
     const extra = process.env.FAULT_SERVER_IMPORT ? ['--import', process.env.FAULT_SERVER_IMPORT] : [];
-    const child = spawn(process.execPath, ['--import', 'tsx', ...extra, 'src/main.ts'], { cwd: REPO_ROOT, env: this.env, stdio: ['ignore', out, out] });
+    const child = spawn(process.execPath, [...START_FLAGS, ...extra, ...START_ARGS], { cwd: REPO_ROOT, env: this.env, stdio: ['ignore', out, out] });
     fs.closeSync(out);
     track(child);
     this.child = child;

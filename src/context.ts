@@ -112,7 +112,7 @@ export class AppContext {
     const tokens = new TokenService(db, cfg.auth, secrets.jwtSecret, clock, log.auth, limiter);
     const hasher = new PasswordHasher(overrides.argon2 ?? cfg.auth.argon2, ARGON2_MAX_IN_FLIGHT);
     const mailbox = new Mailbox(db, clock);
-    const chats = new ChatService(db, clock);
+    const chats = new ChatService(db, clock, limiter);
     const messages = new MessageService({
       db,
       chats,

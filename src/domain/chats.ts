@@ -1,5 +1,6 @@
 import type { Chat } from '@safechat/protocol';
 import { NotFoundError, ValidationError } from '../errors.js';
+import type { RateLimiter } from '../limits/limiter.js';
 import { isUniqueViolation } from '../storage/dialect.js';
 import type { Database } from '../storage/db.js';
 import {
@@ -32,6 +33,7 @@ export class ChatService {
   constructor(
     private readonly db: Database,
     private readonly clock: Clock,
+    private readonly limiter: RateLimiter,
   ) {}
 
   /** Creates a chat with the caller; a one-to-one pair that already has a chat gets it back. */
@@ -43,6 +45,7 @@ export class ChatService {
       return { chat: await this.get(callerId, chatId), created };
     }
     await this.requireUsers(others);
+    await this.limiter.consume('chatsCreatedPerUser', callerId);
     const now = this.clock.now();
     const id = uuidv7(now);
     await this.db.transaction((tx) => insertChat(tx.db, newChatRow(id, 'group', null, callerId, now), [callerId, ...others]));
@@ -61,6 +64,7 @@ export class ChatService {
       return { chatId: existing.id, created: false };
     }
     await this.requireUsers([b]);
+    await this.limiter.consume('chatsCreatedPerUser', a);
     const now = this.clock.now();
     const id = uuidv7(now);
     try {
@@ -71,6 +75,8 @@ export class ChatService {
       if (!isUniqueViolation(err, 'chats_direct_key_key')) throw err;
       const winner = await findChatByDirectKey(this.db.db, key);
       if (!winner) throw err;
+      // The other side made it first: nothing was created by this caller.
+      await this.limiter.refund('chatsCreatedPerUser', a);
       return { chatId: winner.id, created: false };
     }
   }

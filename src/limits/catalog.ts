@@ -18,6 +18,12 @@ export const LIMITS = {
   keyClaimsPerUser: { burst: 100, perSec: 1 },
   /** Other users looked up (by id or by name) per requester: crawling the directory is an attack too. */
   userLookupsPerUser: { burst: 100, perSec: 1 },
+  /**
+   * Chats created per user (group chats, and one-to-one chats made on first contact; finding an
+   * existing one is free): anyone can put anyone into a chat, so without it one account could
+   * bloat other users' chat lists and the database at the general request rate.
+   */
+  chatsCreatedPerUser: { burst: 100, perSec: 1 / 60 },
   /** Messages per sender, by count and by ciphertext bytes. */
   sendsPerUser: { burst: 300, perSec: 60 },
   sendBytesPerUser: { burst: 16 * 1024 * 1024, perSec: 1024 * 1024 },

@@ -237,6 +237,25 @@ describeEachDialect('rate limits', (dialect) => {
       expect((await srv.api.get(`/users?username=${target.username}`, other.token)).status).toBe(200);
     });
 
+    it(`chats created per user → 429 after ${LIMITS.chatsCreatedPerUser.burst}; finding an existing one-to-one chat stays free`, async () => {
+      const [creator, p1, p2, p3, other] = [await from().register(), await from().register(), await from().register(), await from().register(), await from().register()];
+      // Made before the burst: later it is found, not created.
+      const direct = await srv.api.post('/chats', { participantIds: [p1.id] }, creator.token);
+      expect(direct.status).toBe(201);
+      clock.freeze();
+      for (let i = 1; i < LIMITS.chatsCreatedPerUser.burst; i++) {
+        expect((await srv.api.post('/chats', { participantIds: [p1.id, p2.id] }, creator.token)).status, `group ${i}`).toBe(201);
+      }
+      expectRateLimited(await unchanged(srv, () => srv.api.post('/chats', { participantIds: [p1.id, p2.id] }, creator.token)), 'chatsCreatedPerUser', 'group');
+      expectRateLimited(await unchanged(srv, () => srv.api.post('/chats', { participantIds: [p3.id] }, creator.token)), 'chatsCreatedPerUser', 'new one-to-one');
+      // A first message to someone new would make a chat: refused too; to an existing chat: sent.
+      expectRateLimited(await unchanged(srv, () => srv.api.post('/messages', { receiverId: p3.id, ...envelope(16) }, creator.token)), 'chatsCreatedPerUser', 'first message');
+      expect((await srv.api.post('/chats', { participantIds: [p1.id] }, creator.token)).status).toBe(200);
+      expect((await srv.api.post('/messages', { receiverId: p1.id, ...envelope(16) }, creator.token)).status).toBe(201);
+      // Others still create chats, with the limited user too.
+      expect((await srv.api.post('/chats', { participantIds: [creator.id, p3.id] }, other.token)).status).toBe(201);
+    });
+
     it(`authenticated requests per user → 429 after ${LIMITS.requestsPerUser.burst}`, async () => {
       const u = await from().register();
       clock.freeze();

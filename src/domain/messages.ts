@@ -99,13 +99,18 @@ export class MessageService {
         return { message: m, created: true };
       });
       if (result.created) this.deps.hooks?.stored?.(result.message);
+      // A retry of a stored message stores nothing: it does not count against the limits.
+      else await this.refundSend(senderId, receiverId, bytes);
       if (this.deps.holdAfterCommitMs) await new Promise((r) => setTimeout(r, this.deps.holdAfterCommitMs));
       return result;
     } catch (err) {
       // PostgreSQL: a retry (or two sends with one clientMessageId racing) hit the unique key.
       if (isUniqueViolation(err, 'messages_sender_client_id_key')) {
         const earlier = await this.earlier(senderId, body);
-        if (earlier) return earlier;
+        if (earlier) {
+          await this.refundSend(senderId, receiverId, bytes);
+          return earlier;
+        }
       }
       // The receiver's account was deleted between routing and storing.
       if (isForeignKeyViolation(err)) throw new NotFoundError('receiver not found');
@@ -126,6 +131,13 @@ export class MessageService {
       if (earlier) return earlier;
       throw err;
     }
+  }
+
+  private async refundSend(senderId: string, receiverId: string, bytes: number): Promise<void> {
+    const { limiter } = this.deps;
+    await limiter.refund('sendsPerUser', senderId);
+    await limiter.refund('sendBytesPerUser', senderId, bytes);
+    await limiter.refund('receiveBytesPerUser', receiverId, bytes);
   }
 
   /** The sender's message with this send's clientMessageId, if there is one. */

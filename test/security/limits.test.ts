@@ -287,6 +287,22 @@ describeEachDialect('rate limits', (dialect) => {
       expect((await srv.api.post('/messages', { chatId, ...envelope(16) }, pair.b.token)).status).toBe(201);
     });
 
+    it('T-RL-06: retries of a stored message (200, nothing stored) do not count against the sender', async () => {
+      const [a, b] = [await from().register(), await from().register()];
+      const chatId = (await srv.api.chat(a, b)).id;
+      clock.freeze();
+      const first = await srv.api.post('/messages', { chatId, ...envelope(16), clientMessageId: 'retry-free' }, a.token);
+      expect(first.status).toBe(201);
+      for (let i = 0; i < 20; i++) {
+        const again = await srv.api.post('/messages', { chatId, ...envelope(16), clientMessageId: 'retry-free' }, a.token);
+        expect(again.status).toBe(200);
+        expect(again.body.id).toBe(first.body.id);
+      }
+      // The whole burst minus the one stored message is still there.
+      for (let i = 1; i < LIMITS.sendsPerUser.burst; i++) expect((await srv.api.post('/messages', { chatId, ...envelope(16) }, a.token)).status, `send ${i + 1}`).toBe(201);
+      expectRateLimited(await srv.api.post('/messages', { chatId, ...envelope(16) }, a.token), 'sendsPerUser', 'after the burst');
+    });
+
     it('T-RL-06: a retry of a stored message is answered with it (200) even while its sender is limited', async () => {
       const [a, b] = [await from().register(), await from().register()];
       const chatId = (await srv.api.chat(a, b)).id;

@@ -60,15 +60,25 @@ export class MessageService {
     }
     const senderLimited = await this.limitedUnlessStored(senderId, body, async () => {
       await limiter.consume('sendsPerUser', senderId);
-      await limiter.consume('sendBytesPerUser', senderId, bytes);
+      await limiter.consume('sendBytesPerUser', senderId, bytes).catch(async (err: unknown) => {
+        await limiter.refund('sendsPerUser', senderId);
+        throw err;
+      });
     });
     if (senderLimited) return senderLimited;
 
     const { chatId, receiverId } = await this.route(senderId, body);
+    // A send the receiver's limit stops (or a retry it answers) was not the sender's: theirs back.
     const receiverLimited = await this.limitedUnlessStored(senderId, body, () =>
       limiter.consume('receiveBytesPerUser', receiverId, bytes, 'the receiver is getting too much, retry later'),
-    );
-    if (receiverLimited) return receiverLimited;
+    ).catch(async (err: unknown) => {
+      if (err instanceof RateLimitedError) await this.refundSender(senderId, bytes);
+      throw err;
+    });
+    if (receiverLimited) {
+      await this.refundSender(senderId, bytes);
+      return receiverLimited;
+    }
     const now = clock.now();
     const row: MessageRow = {
       id: uuidv7(now),
@@ -133,11 +143,16 @@ export class MessageService {
     }
   }
 
+  /** Gives back what a send took from its sender's limits. */
+  private async refundSender(senderId: string, bytes: number): Promise<void> {
+    await this.deps.limiter.refund('sendsPerUser', senderId);
+    await this.deps.limiter.refund('sendBytesPerUser', senderId, bytes);
+  }
+
+  /** Gives back everything a send took (a retry of a stored message stores nothing). */
   private async refundSend(senderId: string, receiverId: string, bytes: number): Promise<void> {
-    const { limiter } = this.deps;
-    await limiter.refund('sendsPerUser', senderId);
-    await limiter.refund('sendBytesPerUser', senderId, bytes);
-    await limiter.refund('receiveBytesPerUser', receiverId, bytes);
+    await this.refundSender(senderId, bytes);
+    await this.deps.limiter.refund('receiveBytesPerUser', receiverId, bytes);
   }
 
   /** The sender's message with this send's clientMessageId, if there is one. */

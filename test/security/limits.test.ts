@@ -345,6 +345,34 @@ describeEachDialect('rate limits', (dialect) => {
       }
     });
 
+    it('a send refused for its receiver (429) costs its sender nothing', async () => {
+      // Small buckets: the receiver takes 2 messages, the sender may send 3.
+      const size = 16 * 1024;
+      const limited = await wsServer({
+        dialect,
+        overrides: { clock, limits: { receiveBytesPerUser: { burst: 2 * size, perSec: size / 3600 }, sendsPerUser: { burst: 3, perSec: 1 / 60 } } },
+      });
+      try {
+        const [sender, victim, other] = await Promise.all([limited.user(), limited.user(), limited.user()]);
+        const [toVictim, toOther] = await Promise.all([limited.api.chat(sender, victim), limited.api.chat(sender, other)]);
+        clock.freeze();
+        for (let i = 0; i < 2; i++) expect((await limited.api.post('/messages', { chatId: toVictim.id, ...envelope(size) }, sender.token)).status).toBe(201);
+        for (let i = 0; i < 5; i++) {
+          const over = await limited.api.post('/messages', { chatId: toVictim.id, ...envelope(size) }, sender.token);
+          expect(over.status).toBe(429);
+          expect(over.body.error.message).toBe('the receiver is getting too much, retry later');
+        }
+        // The sender's third send is still there, and then its own limit.
+        expect((await limited.api.post('/messages', { chatId: toOther.id, ...envelope(size) }, sender.token)).status).toBe(201);
+        const own = await limited.api.post('/messages', { chatId: toOther.id, ...envelope(size) }, sender.token);
+        expect(own.status).toBe(429);
+        expect(own.body.error.message).not.toBe('the receiver is getting too much, retry later');
+      } finally {
+        closeAllSockets();
+        await limited.close();
+      }
+    });
+
     it(`T-RL-06: ciphertext bytes per user → 429 after ${LIMITS.sendBytesPerUser.burst} bytes`, async () => {
       const [a, b] = [await from().register(), await from().register()];
       const chatId = (await srv.api.chat(a, b)).id;

@@ -1,6 +1,6 @@
 import { base64ByteLength, type Message, type MessagePage, type MessagePageQuery, type SendMessageBody } from '@safechat/protocol';
 import { ConflictError, ForbiddenError, NotFoundError, PayloadTooLargeError, RateLimitedError, ValidationError } from '../errors.js';
-import type { RateLimiter } from '../limits/limiter.js';
+import type { RateLimiter, Take } from '../limits/limiter.js';
 import { isForeignKeyViolation, isUniqueViolation } from '../storage/dialect.js';
 import type { Database } from '../storage/db.js';
 import { changeUnread } from '../storage/repositories/chats.js';
@@ -58,26 +58,20 @@ export class MessageService {
     if (bytes > this.deps.maxCiphertextBytes) {
       throw new PayloadTooLargeError(`encryptedContent exceeds ${this.deps.maxCiphertextBytes} bytes`, { limit: this.deps.maxCiphertextBytes });
     }
-    const senderLimited = await this.limitedUnlessStored(senderId, body, async () => {
-      await limiter.consume('sendsPerUser', senderId);
-      await limiter.consume('sendBytesPerUser', senderId, bytes).catch(async (err: unknown) => {
-        await limiter.refund('sendsPerUser', senderId);
-        throw err;
-      });
-    });
-    if (senderLimited) return senderLimited;
-
     const { chatId, receiverId } = await this.route(senderId, body);
-    // A send the receiver's limit stops (or a retry it answers) was not the sender's: theirs back.
-    const receiverLimited = await this.limitedUnlessStored(senderId, body, () =>
-      limiter.consume('receiveBytesPerUser', receiverId, bytes, 'the receiver is getting too much, retry later'),
-    ).catch(async (err: unknown) => {
-      if (err instanceof RateLimitedError) await this.refundSender(senderId, bytes);
+    // The sender's count and bytes and the receiver's bytes, all or nothing: a send one of them
+    // stops costs nothing in the others. A retry of a stored message is answered even when limited.
+    const takes: Take[] = [
+      { name: 'sendsPerUser', key: senderId },
+      { name: 'sendBytesPerUser', key: senderId, cost: bytes },
+      { name: 'receiveBytesPerUser', key: receiverId, cost: bytes, message: 'the receiver is getting too much, retry later' },
+    ];
+    try {
+      await limiter.consumeAll(takes);
+    } catch (err) {
+      const earlier = err instanceof RateLimitedError ? await this.earlier(senderId, body) : undefined;
+      if (earlier) return earlier;
       throw err;
-    });
-    if (receiverLimited) {
-      await this.refundSender(senderId, bytes);
-      return receiverLimited;
     }
     const now = clock.now();
     const row: MessageRow = {
@@ -110,7 +104,7 @@ export class MessageService {
       });
       if (result.created) this.deps.hooks?.stored?.(result.message);
       // A retry of a stored message stores nothing: it does not count against the limits.
-      else await this.refundSend(senderId, receiverId, bytes);
+      else await limiter.refundAll(takes);
       if (this.deps.holdAfterCommitMs) await new Promise((r) => setTimeout(r, this.deps.holdAfterCommitMs));
       return result;
     } catch (err) {
@@ -118,7 +112,7 @@ export class MessageService {
       if (isUniqueViolation(err, 'messages_sender_client_id_key')) {
         const earlier = await this.earlier(senderId, body);
         if (earlier) {
-          await this.refundSend(senderId, receiverId, bytes);
+          await limiter.refundAll(takes);
           return earlier;
         }
       }
@@ -126,33 +120,6 @@ export class MessageService {
       if (isForeignKeyViolation(err)) throw new NotFoundError('receiver not found');
       throw err;
     }
-  }
-
-  /**
-   * Runs `take` (rate limits). Over a limit the send is refused with 429, except a retry of a message
-   * already stored, which is answered with it (returned here).
-   */
-  private async limitedUnlessStored(senderId: string, body: SendMessageBody, take: () => Promise<void>): Promise<SendResult | undefined> {
-    try {
-      await take();
-      return undefined;
-    } catch (err) {
-      const earlier = err instanceof RateLimitedError ? await this.earlier(senderId, body) : undefined;
-      if (earlier) return earlier;
-      throw err;
-    }
-  }
-
-  /** Gives back what a send took from its sender's limits. */
-  private async refundSender(senderId: string, bytes: number): Promise<void> {
-    await this.deps.limiter.refund('sendsPerUser', senderId);
-    await this.deps.limiter.refund('sendBytesPerUser', senderId, bytes);
-  }
-
-  /** Gives back everything a send took (a retry of a stored message stores nothing). */
-  private async refundSend(senderId: string, receiverId: string, bytes: number): Promise<void> {
-    await this.refundSender(senderId, bytes);
-    await this.deps.limiter.refund('receiveBytesPerUser', receiverId, bytes);
   }
 
   /** The sender's message with this send's clientMessageId, if there is one. */

@@ -17,6 +17,15 @@ export interface LimiterStore {
   close(): Promise<void>;
 }
 
+/** One bucket's share of a `consumeAll`. */
+export interface Take {
+  name: LimitName;
+  key: string;
+  cost?: number;
+  /** The 429's message when the default says too little. */
+  message?: string;
+}
+
 export class RateLimiter {
   constructor(
     private readonly store: LimiterStore,
@@ -33,6 +42,27 @@ export class RateLimiter {
       this.onLimited(name);
       throw new RateLimitedError(wait, message, name);
     }
+  }
+
+  /**
+   * Takes from several buckets, all or nothing: if one is over its limit, what the earlier ones
+   * gave is given back before the 429 is thrown.
+   */
+  async consumeAll(takes: readonly Take[]): Promise<void> {
+    for (let i = 0; i < takes.length; i++) {
+      const t = takes[i]!;
+      try {
+        await this.consume(t.name, t.key, t.cost, t.message);
+      } catch (err) {
+        for (const done of takes.slice(0, i)) await this.refund(done.name, done.key, done.cost);
+        throw err;
+      }
+    }
+  }
+
+  /** Gives back what `consumeAll` took. */
+  async refundAll(takes: readonly Take[]): Promise<void> {
+    for (const t of takes) await this.refund(t.name, t.key, t.cost);
   }
 
   /** Throws 429 if the bucket is empty, without taking anything. */

@@ -1501,6 +1501,18 @@ export class PrivateRedis {
   }
 }
 
+/**
+ * A private Redis and two server instances sharing it and one database: the SQLite file of a shared
+ * DATA_DIR, or `databaseUrl`. Instance names are `<label>-A` and `<label>-B`.
+ */
+export async function twoInstances(label: string, databaseUrl?: string): Promise<{ redis: PrivateRedis; a: ServerProcess; b: ServerProcess }> {
+  const redis = await PrivateRedis.start();
+  const common = { redisUrl: redis.url, dataDir: tempDir(label), ...(databaseUrl ? { databaseUrl } : {}) };
+  const a = await ServerProcess.start({ name: `${label}-A`, ...common });
+  const b = await ServerProcess.start({ name: `${label}-B`, ...common });
+  return { redis, a, b };
+}
+
 // ---------------------------------------------------------------------------------------------
 // figures
 // ---------------------------------------------------------------------------------------------

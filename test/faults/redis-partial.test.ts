@@ -12,7 +12,7 @@ import {
   reportFigures,
   ServerProcess,
   sleep,
-  tempDir,
+  twoInstances,
   useFaultHooks,
   waitFor,
   type Frame,
@@ -34,10 +34,7 @@ if (skip) console.warn(`[faults] Redis partial-failure tests SKIPPED: ${skip}.`)
 
 describe.skipIf(skip !== null)('Redis half-broken or away (private redis-server)', () => {
   it('T-FAULT-REDIS-2: subscriber connections killed: the instances resubscribe, every message arrives once and in order, live again within 10 s', async () => {
-    const redis = await PrivateRedis.start();
-    const shared = tempDir('redis-pubsub-kill');
-    const a = await ServerProcess.start({ name: 'pubsub-kill-A', redisUrl: redis.url, dataDir: shared });
-    const b = await ServerProcess.start({ name: 'pubsub-kill-B', redisUrl: redis.url, dataDir: shared });
+    const { redis, a, b } = await twoInstances('pubsub-kill');
     const [carol, bob] = [await register(a), await register(a)];
     const chatId = await createChat(a, carol, bob);
 

@@ -8,17 +8,16 @@ import {
   now,
   pairUp,
   Peer,
-  PrivateRedis,
   redisUnavailable,
   registerMany,
   reportFigures,
-  ServerProcess,
   sleep,
   TEST_DATABASE_URL,
-  tempDir,
+  twoInstances,
   useFaultHooks,
   waitDelivered,
   waitFor,
+  type ServerProcess,
   type Session,
 } from './_harness.js';
 
@@ -51,11 +50,7 @@ const DOWN_MS = 4000;
 const LIVE_MS = 1000;
 
 async function redisRestart(label: string, databaseUrl: string | undefined): Promise<void> {
-  const redis = await PrivateRedis.start();
-  const shared = tempDir(`redis-${label}`);
-  const common = { redisUrl: redis.url, dataDir: shared, ...(databaseUrl ? { databaseUrl } : {}) };
-  const a = await ServerProcess.start({ name: `redis-${label}-A`, ...common });
-  const b = await ServerProcess.start({ name: `redis-${label}-B`, ...common });
+  const { redis, a, b } = await twoInstances(`redis-${label}`, databaseUrl);
   const ledger = new Ledger();
   const sessions = await registerMany(a, 4);
   const byId = new Map<string, Session>(sessions.map((s) => [s.id, s]));

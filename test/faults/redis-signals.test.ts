@@ -3,12 +3,10 @@ import {
   createChat,
   envelope,
   LiveSocket,
-  PrivateRedis,
   redisUnavailable,
   register,
-  ServerProcess,
   sleep,
-  tempDir,
+  twoInstances,
   useFaultHooks,
   waitFor,
   type Frame,
@@ -27,10 +25,7 @@ if (skip) console.warn(`[faults] Redis signals test SKIPPED: ${skip}.`);
 
 describe.skipIf(skip !== null)('signals lost while Redis is down (two instances, private redis-server)', () => {
   it('when Redis returns, a login revoked meanwhile loses its socket on the other instance, and a missed message is delivered', async () => {
-    const redis = await PrivateRedis.start();
-    const shared = tempDir('redis-signals');
-    const a = await ServerProcess.start({ name: 'signals-A', redisUrl: redis.url, dataDir: shared });
-    const b = await ServerProcess.start({ name: 'signals-B', redisUrl: redis.url, dataDir: shared });
+    const { redis, a, b } = await twoInstances('signals');
     const [alice, bob, carol] = [await register(a), await register(a), await register(a)];
     const chatId = await createChat(a, carol, bob);
 

@@ -287,12 +287,18 @@ describeEachDialect('rate limits', (dialect) => {
       expect((await srv.api.post('/messages', { chatId, ...envelope(16) }, pair.b.token)).status).toBe(201);
     });
 
-    it('T-RL-06: retries of a stored message (200, nothing stored) do not count against the sender', async () => {
+    /** Two new users, their chat, the clock frozen, and a first message with `clientMessageId` (201). */
+    async function firstMessage(clientMessageId: string): Promise<{ a: Session; chatId: string; first: Res }> {
       const [a, b] = [await from().register(), await from().register()];
       const chatId = (await srv.api.chat(a, b)).id;
       clock.freeze();
-      const first = await srv.api.post('/messages', { chatId, ...envelope(16), clientMessageId: 'retry-free' }, a.token);
+      const first = await srv.api.post('/messages', { chatId, ...envelope(16), clientMessageId }, a.token);
       expect(first.status).toBe(201);
+      return { a, chatId, first };
+    }
+
+    it('T-RL-06: retries of a stored message (200, nothing stored) do not count against the sender', async () => {
+      const { a, chatId, first } = await firstMessage('retry-free');
       for (let i = 0; i < 20; i++) {
         const again = await srv.api.post('/messages', { chatId, ...envelope(16), clientMessageId: 'retry-free' }, a.token);
         expect(again.status).toBe(200);
@@ -304,11 +310,7 @@ describeEachDialect('rate limits', (dialect) => {
     });
 
     it('T-RL-06: a retry of a stored message is answered with it (200) even while its sender is limited', async () => {
-      const [a, b] = [await from().register(), await from().register()];
-      const chatId = (await srv.api.chat(a, b)).id;
-      clock.freeze();
-      const first = await srv.api.post('/messages', { chatId, ...envelope(16), clientMessageId: 'rl-first' }, a.token);
-      expect(first.status).toBe(201);
+      const { a, chatId, first } = await firstMessage('rl-first');
       for (let i = 1; i < LIMITS.sendsPerUser.burst; i++) expect((await srv.api.post('/messages', { chatId, ...envelope(16) }, a.token)).status).toBe(201);
       expectRateLimited(await srv.api.post('/messages', { chatId, ...envelope(16), clientMessageId: 'rl-new' }, a.token), 'sendsPerUser', 'REST');
       const retry = await unchanged(srv, () => srv.api.post('/messages', { chatId, ...envelope(16), clientMessageId: 'rl-first' }, a.token));

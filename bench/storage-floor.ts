@@ -1,6 +1,6 @@
 /**
  * `npm run bench:storage`: what storing a message durably costs on this machine with nothing else
- * around it — the floor under `ws-send`'s CPU per message (README, Performance).
+ * around it — the floor under `ws-send`'s CPU per message (README, Performance; docs/performance.md).
  *
  * The server's schema (its migrations, on a fresh SQLite file with the server's page size and
  * pragmas), 200 users, 1,000 one-to-one chats; then messages in commit groups exactly as a SQLite

@@ -183,7 +183,9 @@ export class MessageService {
       return toMessage(updated);
     }
     // Not behind: either already there (idempotent) or further along (going back is refused).
-    const latest = (await findMessageById(db.db, messageId))!;
+    // Or gone: its sender's account was deleted meanwhile.
+    const latest = await findMessageById(db.db, messageId);
+    if (!latest) throw new NotFoundError(MESSAGE_NOT_FOUND);
     if (STATUS_RANK[latest.status] > STATUS_RANK[status]) {
       throw new ConflictError(`message is already ${latest.status}; status only moves forward`);
     }

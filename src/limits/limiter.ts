@@ -1,5 +1,6 @@
 import { RateLimitedError } from '../errors.js';
 import type { Clock } from '../util/clock.js';
+import { addressKey } from './address.js';
 import { LIMITS, type LimitName, type Limits } from './catalog.js';
 
 export interface Bucket {
@@ -79,7 +80,9 @@ export class RateLimiter {
   async take(name: LimitName, key: string, cost = 1): Promise<number> {
     if (!this.enabled) return 0;
     const { burst, perSec } = this.limits[name];
-    return this.store.take(`${name}:${key}`, cost, burst, perSec, this.clock.now());
+    // Per-address limits count an IPv6 /64 as one client (see addressKey).
+    const k = name.endsWith('PerIp') ? addressKey(key) : key;
+    return this.store.take(`${name}:${k}`, cost, burst, perSec, this.clock.now());
   }
 
   close(): Promise<void> {

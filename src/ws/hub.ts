@@ -4,6 +4,7 @@ import type { EventSink, StoredEvent } from '../domain/mailbox.js';
 import type { SessionSink } from '../domain/notifier.js';
 import { userChannel, type PubSub } from '../pubsub/pubsub.js';
 import type { Telemetry } from '../telemetry.js';
+import { addressKey } from '../limits/address.js';
 import type { Connection } from './connection.js';
 
 export const TOO_MANY_FROM_IP = 'too many connections from this address';
@@ -50,24 +51,26 @@ export class Hub implements EventSink, SessionSink {
     if (this.closing) return conn.close(this.closing.code, this.closing.reason);
     // The gateway answers 429 before the upgrade; upgrades checked concurrently can still pass
     // it together, and this count is the exact one.
-    const n = this.perIp.get(conn.ip) ?? 0;
+    const address = addressKey(conn.ip);
+    const n = this.perIp.get(address) ?? 0;
     if (n >= this.deps.maxSocketsPerIp) return conn.close(CLOSE.rateLimited, TOO_MANY_FROM_IP);
-    this.perIp.set(conn.ip, n + 1);
+    this.perIp.set(address, n + 1);
     this.open.add(conn);
   }
 
   ended(conn: Connection): void {
     if (this.open.delete(conn)) {
-      const n = this.perIp.get(conn.ip)! - 1;
-      if (n === 0) this.perIp.delete(conn.ip);
-      else this.perIp.set(conn.ip, n);
+      const address = addressKey(conn.ip);
+      const n = this.perIp.get(address)! - 1;
+      if (n === 0) this.perIp.delete(address);
+      else this.perIp.set(address, n);
     }
     this.detach(conn);
   }
 
   /** Open sockets from this client address on this instance. */
   socketsFrom(ip: string): number {
-    return this.perIp.get(ip) ?? 0;
+    return this.perIp.get(addressKey(ip)) ?? 0;
   }
 
   attach(conn: Connection): boolean {

@@ -283,4 +283,24 @@ describeEachDialect('messages to a deleted account', (dialect) => {
     expect(await storedIn(s, first.chatId)).toBe(0); // the account's messages went with it; nothing new
     await s.close();
   });
+
+  it('a status update racing the sender’s account deletion answers 404, not 500', async () => {
+    const s = await testServer({ dialect });
+    const api = new Api(s.app);
+    const [a, b] = await Promise.all([api.register(), api.register()]);
+    const m = await api.send(a, { receiverId: b.id });
+    // The sender's account (and with it the message) goes after the route found the message and
+    // before its transaction runs: the one interleaving that reaches the re-read.
+    const db = s.ctx.db;
+    const transaction = db.transaction.bind(db);
+    db.transaction = (async (fn: Parameters<typeof transaction>[0]) => {
+      db.transaction = transaction;
+      await deleteUser(db.db, a.id);
+      return transaction(fn);
+    }) as typeof db.transaction;
+    const res = await api.put(`/messages/${m.id}/status`, { status: 'read' }, b.token);
+    expect(res.status).toBe(404);
+    expect(isErrorShape(res.body, 'not_found')).toBe(true);
+    await s.close();
+  });
 });

@@ -168,6 +168,23 @@ describeEachDialect('rate limits', (dialect) => {
         expectRateLimited(await api.post('/auth/register', { username: taken.username.toUpperCase(), password: STRONG_PASSWORD }), 'registerTakenPerIp');
       });
     });
+
+    it('per-address limits count a whole IPv6 /64 as one client: probes from its many addresses share one bucket', async () => {
+      const taken = await from().register();
+      // A random /64, so reruns and the other dialect's run do not share it.
+      const prefix = `2001:db8:${Math.floor(Math.random() * 0xffff).toString(16)}:${Math.floor(Math.random() * 0xffff).toString(16)}`;
+      clock.freeze();
+      await unchanged(srv, async () => {
+        for (let i = 0; i < LIMITS.registerTakenPerIp.burst; i++) {
+          const res = await from(`${prefix}:${i.toString(16)}::${(i + 1).toString(16)}`).post('/auth/register', { username: taken.username, password: STRONG_PASSWORD });
+          expectError(res, 409, 'conflict', `probe ${i + 1}`);
+        }
+        expectRateLimited(await from(`${prefix}:ffff:ffff:ffff:fff0`).post('/auth/register', { username: taken.username, password: STRONG_PASSWORD }), 'registerTakenPerIp', 'same /64');
+      });
+      // The neighbouring /64 is another client.
+      const next = `${prefix.slice(0, prefix.lastIndexOf(':'))}:${(parseInt(prefix.slice(prefix.lastIndexOf(':') + 1), 16) ^ 1).toString(16)}`;
+      expectError(await from(`${next}::1`).post('/auth/register', { username: taken.username, password: STRONG_PASSWORD }), 409, 'conflict', 'another /64');
+    });
   });
 
   describe('tokens, keys, requests', () => {

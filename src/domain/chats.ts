@@ -8,6 +8,7 @@ import {
   findChatForMember,
   insertChat,
   listChatsForMember,
+  hasWritten,
   memberIds,
   memberIdsByChat,
 } from '../storage/repositories/chats.js';
@@ -19,6 +20,7 @@ import { toChat } from './wire.js';
 const CHAT_NOT_FOUND = 'chat not found';
 const DIRECT_CHAT_CACHE = 100_000;
 const MEMBER_CACHE = 100_000;
+const WRITER_CACHE = 200_000;
 
 export function directKey(a: string, b: string): string {
   return a < b ? `${a}:${b}` : `${b}:${a}`;
@@ -29,6 +31,8 @@ export class ChatService {
   private readonly directChats = new Map<string, string>();
   /** chatId → its members, for the membership check on every send. */
   private readonly members = new Map<string, readonly string[]>();
+  /** `chatId:userId` of members known to have written in the chat (it never becomes untrue). */
+  private readonly writers = new Set<string>();
 
   constructor(
     private readonly db: Database,
@@ -117,6 +121,28 @@ export class ChatService {
     }
     if (!members.includes(userId)) throw new NotFoundError(CHAT_NOT_FOUND, members.length > 0);
     return members;
+  }
+
+  /**
+   * Whether a member has ever written in the chat: a sender the receiver has written to is one of
+   * its contacts, and is not charged to the receiver's allowance for strangers (decision 0022).
+   */
+  async hasWritten(chatId: string, userId: string): Promise<boolean> {
+    if (this.writers.has(`${chatId}:${userId}`)) return true;
+    const wrote = await hasWritten(this.db.db, chatId, userId);
+    if (wrote) this.noteWritten(chatId, userId);
+    return wrote;
+  }
+
+  /** Whether this instance already knows the member has written (its first message needs recording otherwise). */
+  knownWriter(chatId: string, userId: string): boolean {
+    return this.writers.has(`${chatId}:${userId}`);
+  }
+
+  /** After a committed message: its sender has written in the chat. */
+  noteWritten(chatId: string, userId: string): void {
+    if (this.writers.size >= WRITER_CACHE) this.writers.delete(this.writers.values().next().value!);
+    this.writers.add(`${chatId}:${userId}`);
   }
 
   /** After an account is deleted: forget every remembered member list that named it. */

@@ -3,7 +3,7 @@ import { ConflictError, ForbiddenError, NotFoundError, PayloadTooLargeError, Rat
 import type { RateLimiter, Take } from '../limits/limiter.js';
 import { isForeignKeyViolation, isUniqueViolation } from '../storage/dialect.js';
 import type { Database } from '../storage/db.js';
-import { changeUnread } from '../storage/repositories/chats.js';
+import { changeUnread, markWritten } from '../storage/repositories/chats.js';
 import {
   advanceStatus,
   findMessageByClientId,
@@ -20,6 +20,7 @@ import { toMessage } from './wire.js';
 
 const STATUS_RANK = { sent: 0, delivered: 1, read: 2 } as const;
 const MESSAGE_NOT_FOUND = 'message not found';
+const RECEIVER_FULL = 'the receiver is getting too much, retry later';
 
 export interface SendResult {
   message: Message;
@@ -61,11 +62,16 @@ export class MessageService {
     const { chatId, receiverId } = await this.route(senderId, body);
     // The sender's count and bytes and the receiver's bytes, all or nothing: a send one of them
     // stops costs nothing in the others. A retry of a stored message is answered even when limited.
+    // The receiver's bytes are counted per sender, and for senders it has never written to also
+    // together: strangers that use up their shared allowance cannot silence its contacts (0022).
     const takes: Take[] = [
       { name: 'sendsPerUser', key: senderId },
       { name: 'sendBytesPerUser', key: senderId, cost: bytes },
-      { name: 'receiveBytesPerUser', key: receiverId, cost: bytes, message: 'the receiver is getting too much, retry later' },
+      { name: 'receiveBytesPerSender', key: `${receiverId}:${senderId}`, cost: bytes, message: RECEIVER_FULL },
     ];
+    if (this.deps.limiter.enabled && !(await this.deps.chats.hasWritten(chatId, receiverId))) {
+      takes.push({ name: 'receiveBytesFromStrangers', key: receiverId, cost: bytes, message: RECEIVER_FULL });
+    }
     try {
       await limiter.consumeAll(takes);
     } catch (err) {
@@ -97,6 +103,10 @@ export class MessageService {
         if (!placed.stored) {
           if (!placed.earlier) throw new NotFoundError('receiver not found');
           return { message: toMessage(placed.earlier), created: false };
+        }
+        if (!this.deps.chats.knownWriter(chatId, senderId)) {
+          await markWritten(tx.db, chatId, senderId, now);
+          tx.onCommit(() => this.deps.chats.noteWritten(chatId, senderId));
         }
         const m = toMessage(row);
         mailbox.announce(tx, receiverId, eventFrame('message.new', row.receiver_seq!, m));

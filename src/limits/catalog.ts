@@ -28,10 +28,17 @@ export const LIMITS = {
   sendsPerUser: { burst: 300, perSec: 60 },
   sendBytesPerUser: { burst: 16 * 1024 * 1024, perSec: 1024 * 1024 },
   /**
-   * Ciphertext bytes per receiver, from all senders together (Signal's inbound-bytes bucket): many
-   * accounts cannot pile an unbounded backlog onto one user. 128 MiB, then 128 MiB an hour.
+   * Ciphertext bytes per receiver, from each sender: one account cannot pile an unbounded backlog
+   * onto a user, and using up its own allowance stops nobody else. 128 MiB, then 128 MiB an hour.
    */
-  receiveBytesPerUser: { burst: 128 * 1024 * 1024, perSec: (128 * 1024 * 1024) / 3600 },
+  receiveBytesPerSender: { burst: 128 * 1024 * 1024, perSec: (128 * 1024 * 1024) / 3600 },
+  /**
+   * Ciphertext bytes per receiver from the senders it has never written to in their chat, all
+   * together (Signal's inbound-bytes bucket, for strangers only): many accounts cannot pile an
+   * unbounded backlog onto one user, and strangers that use it up cannot silence the people the
+   * receiver writes to (decision 0022). 128 MiB, then 128 MiB an hour.
+   */
+  receiveBytesFromStrangers: { burst: 128 * 1024 * 1024, perSec: (128 * 1024 * 1024) / 3600 },
   /** WebSocket upgrades per client IP. */
   wsConnectsPerIp: { burst: 200, perSec: 5 },
   /** Inbound WebSocket frames per connection. */

@@ -50,6 +50,8 @@ export interface ChatMembersTable {
   user_id: string;
   unread_count: Generated<number>;
   joined_at: number;
+  /** When the member first wrote in the chat; null: never (decision 0022). */
+  wrote_at: number | null;
 }
 
 export interface MessagesTable {

@@ -335,14 +335,19 @@ describeEachDialect('rate limits', (dialect) => {
       expect(retry.body.id).toBe(first.body.id);
     });
 
-    it(`RL-03 / REL-11: ciphertext bytes per receiver, from all senders together (${LIMITS.receiveBytesPerUser.burst / 2 ** 20} MiB, then ${Math.round((LIMITS.receiveBytesPerUser.perSec * 3600) / 2 ** 20)} MiB an hour)`, async () => {
+    const MiB = (n: number) => n / 2 ** 20;
+    const perHour = (perSec: number) => Math.round((perSec * 3600) / 2 ** 20);
+
+    it(`RL-03 / REL-11: ciphertext bytes per receiver from strangers, all together (${MiB(LIMITS.receiveBytesFromStrangers.burst)} MiB, then ${perHour(LIMITS.receiveBytesFromStrangers.perSec)} MiB an hour); the people it writes to are not silenced`, async () => {
       // The production burst is 128 MiB (2,048 of the largest messages): this server's is 4 of them.
       const size = 64 * 1024;
-      const small = { ...LIMITS.receiveBytesPerUser, burst: 4 * size };
-      const limited = await wsServer({ dialect, overrides: { clock, limits: { receiveBytesPerUser: small } } });
+      const small = { ...LIMITS.receiveBytesFromStrangers, burst: 4 * size };
+      const limited = await wsServer({ dialect, overrides: { clock, limits: { receiveBytesFromStrangers: small } } });
       try {
-        const [victim, other, s1, s2] = await Promise.all([limited.user(), limited.user(), limited.user(), limited.user()]);
-        const [c1, c2, c3] = await Promise.all([limited.api.chat(s1, victim), limited.api.chat(s2, victim), limited.api.chat(s1, other)]);
+        const [victim, other, s1, s2, friend] = await Promise.all([limited.user(), limited.user(), limited.user(), limited.user(), limited.user()]);
+        const [c1, c2, c3, cf] = await Promise.all([limited.api.chat(s1, victim), limited.api.chat(s2, victim), limited.api.chat(s1, other), limited.api.chat(victim, friend)]);
+        // The victim has written to its friend: the friend is a contact, s1 and s2 are strangers.
+        expect((await limited.api.post('/messages', { chatId: cf.id, ...envelope(16) }, victim.token)).status).toBe(201);
         clock.freeze();
         for (let i = 0; i < 4; i++) {
           const [sender, chat] = i % 2 ? [s2, c2] : [s1, c1];
@@ -352,12 +357,41 @@ describeEachDialect('rate limits', (dialect) => {
         expectError(over, 429, 'rate_limited', 'receiver bytes');
         expect(over.body.error.message).toBe('the receiver is getting too much, retry later');
         expect(Number(over.headers['retry-after'])).toBe(Math.ceil(size / small.perSec));
+        // Strangers have used up the allowance; the friend still gets through, again and again.
+        for (let i = 0; i < 6; i++) expect((await limited.api.post('/messages', { chatId: cf.id, ...envelope(size) }, friend.token)).status, `friend ${i + 1}`).toBe(201);
         // A retry of a stored message is still answered with it; another receiver is not affected.
         expect((await limited.api.post('/messages', { chatId: c1.id, ...envelope(size), clientMessageId: 'rb-0' }, s1.token)).status).toBe(200);
         expect((await limited.api.post('/messages', { chatId: c3.id, ...envelope(size) }, s1.token)).status).toBe(201);
+        // Once the victim answers s1, s1 is a contact too; s2 is still a stranger.
+        expect((await limited.api.post('/messages', { chatId: c1.id, ...envelope(16) }, victim.token)).status).toBe(201);
+        expect((await limited.api.post('/messages', { chatId: c1.id, ...envelope(size) }, s1.token)).status).toBe(201);
+        expect((await limited.api.post('/messages', { chatId: c2.id, ...envelope(size) }, s2.token)).status).toBe(429);
         // The bucket refills.
         clock.advance(Math.ceil(size / small.perSec) * 1000);
         expect((await limited.api.post('/messages', { chatId: c2.id, ...envelope(size) }, s2.token)).status).toBe(201);
+      } finally {
+        closeAllSockets();
+        await limited.close();
+      }
+    });
+
+    it(`RL-03 / REL-11: ciphertext bytes per receiver from each sender (${MiB(LIMITS.receiveBytesPerSender.burst)} MiB, then ${perHour(LIMITS.receiveBytesPerSender.perSec)} MiB an hour): a contact that uses up its own stops nobody else`, async () => {
+      const size = 64 * 1024;
+      const small = { ...LIMITS.receiveBytesPerSender, burst: 3 * size };
+      const limited = await wsServer({ dialect, overrides: { clock, limits: { receiveBytesPerSender: small } } });
+      try {
+        const [victim, loud, quiet, stranger] = await Promise.all([limited.user(), limited.user(), limited.user(), limited.user()]);
+        const [cl, cq, cs] = await Promise.all([limited.api.chat(victim, loud), limited.api.chat(victim, quiet), limited.api.chat(stranger, victim)]);
+        for (const c of [cl, cq]) expect((await limited.api.post('/messages', { chatId: c.id, ...envelope(16) }, victim.token)).status).toBe(201);
+        clock.freeze();
+        for (let i = 0; i < 3; i++) expect((await limited.api.post('/messages', { chatId: cl.id, ...envelope(size) }, loud.token)).status, `loud ${i + 1}`).toBe(201);
+        const over = await unchanged(limited, () => limited.api.post('/messages', { chatId: cl.id, ...envelope(size) }, loud.token));
+        expectError(over, 429, 'rate_limited', 'bytes from one sender');
+        expect(over.body.error.message).toBe('the receiver is getting too much, retry later');
+        // Everyone else still reaches the victim, and the loud sender still reaches others.
+        expect((await limited.api.post('/messages', { chatId: cq.id, ...envelope(size) }, quiet.token)).status).toBe(201);
+        expect((await limited.api.post('/messages', { chatId: cs.id, ...envelope(size) }, stranger.token)).status).toBe(201);
+        expect((await limited.api.post('/messages', { chatId: cl.id, ...envelope(size) }, victim.token)).status).toBe(201);
       } finally {
         closeAllSockets();
         await limited.close();
@@ -369,7 +403,7 @@ describeEachDialect('rate limits', (dialect) => {
       const size = 16 * 1024;
       const limited = await wsServer({
         dialect,
-        overrides: { clock, limits: { receiveBytesPerUser: { burst: 2 * size, perSec: size / 3600 }, sendsPerUser: { burst: 3, perSec: 1 / 60 } } },
+        overrides: { clock, limits: { receiveBytesPerSender: { burst: 2 * size, perSec: size / 3600 }, sendsPerUser: { burst: 3, perSec: 1 / 60 } } },
       });
       try {
         const [sender, victim, other] = await Promise.all([limited.user(), limited.user(), limited.user()]);

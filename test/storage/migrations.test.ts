@@ -12,6 +12,7 @@ import { Mailbox } from '../../src/domain/mailbox.js';
 import { createDatabase } from '../../src/storage/db.js';
 import * as m0001 from '../../src/storage/migrations/0001-init.js';
 import * as m0002 from '../../src/storage/migrations/0002-prekeys.js';
+import * as m0003 from '../../src/storage/migrations/0003-message-log.js';
 import { CtxMigrationProvider } from '../../src/storage/migrations/provider.js';
 import { describeEachDialect, dropSchema } from '../_helpers/server.js';
 
@@ -85,6 +86,47 @@ describeEachDialect('migration 0003 (message.new lives on the message row)', (di
       expect((await mailbox.readAfter('u-b', 0, 2)).map((e) => e.seq)).toEqual([1, 2]);
       const left = await db.db.selectFrom('events').select('type').execute();
       expect(left).toEqual([{ type: 'key.changed' }]);
+    } finally {
+      await db.close();
+    }
+  });
+});
+
+describeEachDialect('migration 0004 (when each member first wrote)', (dialect) => {
+  it('records, for members who have written, their first message time; null for those who never wrote', async () => {
+    const { cfg, db: old } = await databaseAt0002(dialect);
+    const migrator = new Migrator({
+      db: old,
+      provider: new CtxMigrationProvider({ '0001': m0001, '0002': m0002, '0003': m0003 }, { dialect }),
+      ...(cfg.kind === 'postgres' ? { migrationTableSchema: cfg.schema } : {}),
+    });
+    expect((await migrator.migrateToLatest()).error).toBeUndefined();
+
+    const t = 1_764_000_000_000;
+    const user = (id: string) => ({ id, username: id, username_lower: id, password_hash: 'x', public_key: null, created_at: t });
+    await old.insertInto('users').values([user('u-a'), user('u-b'), user('u-c')]).execute();
+    await old.insertInto('mailboxes').values([{ user_id: 'u-a', last_seq: 1 }, { user_id: 'u-b', last_seq: 2 }, { user_id: 'u-c', last_seq: 0 }]).execute();
+    const chat = (id: string, key: string) => ({ id, kind: 'direct', direct_key: key, last_seq: 0, last_message_id: null, last_activity_at: t, encryption_status: 'pending', created_by: 'u-a', created_at: t });
+    await old.insertInto('chats').values([chat('c-ab', 'u-a:u-b'), chat('c-ac', 'u-a:u-c')]).execute();
+    await old.insertInto('chat_members').values(
+      [['c-ab', 'u-a'], ['c-ab', 'u-b'], ['c-ac', 'u-a'], ['c-ac', 'u-c']].map(([chat_id, user_id]) => ({ chat_id, user_id, unread_count: 0, joined_at: t })),
+    ).execute();
+    const message = (id: string, seq: number, from: string, to: string, at: number) => ({
+      id, chat_id: 'c-ab', seq, sender_id: from, receiver_id: to, encrypted_content: 'AAAA', iv: 'AAAAAAAAAAAAAAAAAAAAAA==', mac: 'AAAA', type: 'text', status: 'sent',
+      client_message_id: null, created_at: at, delivered_at: null, read_at: null, receiver_seq: seq,
+    });
+    await old.insertInto('messages').values([message('m-1', 1, 'u-a', 'u-b', t + 5), message('m-2', 2, 'u-a', 'u-b', t + 9), message('m-3', 3, 'u-b', 'u-a', t + 7)]).execute();
+    await old.destroy();
+
+    const db = await createDatabase(cfg, log, 0);
+    try {
+      const rows = await db.db.selectFrom('chat_members').select(['chat_id', 'user_id', 'wrote_at']).orderBy('chat_id').orderBy('user_id').execute();
+      expect(rows.map((r) => [r.chat_id, r.user_id, r.wrote_at === null ? null : Number(r.wrote_at)])).toEqual([
+        ['c-ab', 'u-a', t + 5],
+        ['c-ab', 'u-b', t + 7],
+        ['c-ac', 'u-a', null],
+        ['c-ac', 'u-c', null],
+      ]);
     } finally {
       await db.close();
     }

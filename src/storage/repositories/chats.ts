@@ -156,3 +156,22 @@ export async function resetEncryptionStatus(db: Kysely<Schema>, userId: string):
     .where('id', 'in', (eb) => eb.selectFrom('chat_members').select('chat_id').where('user_id', '=', userId))
     .execute();
 }
+
+const wroteAtQ = prepared<{ chatId: string; userId: string }, { wrote_at: number | null }>((db, arg) =>
+  db.selectFrom('chat_members').select('wrote_at').where('chat_id', '=', arg('chatId')).where('user_id', '=', arg('userId')),
+);
+
+/** Whether the member has ever written in the chat (false also when not a member). */
+export async function hasWritten(db: Kysely<Schema>, chatId: string, userId: string): Promise<boolean> {
+  const row = await wroteAtQ.first(db, { chatId, userId });
+  return row !== undefined && row.wrote_at !== null;
+}
+
+const markWroteQ = prepared<{ chatId: string; userId: string; at: number }, never>((db, arg) =>
+  db.updateTable('chat_members').set({ wrote_at: arg('at') }).where('chat_id', '=', arg('chatId')).where('user_id', '=', arg('userId')).where('wrote_at', 'is', null),
+);
+
+/** Records the member's first message in the chat (a later one changes nothing). */
+export async function markWritten(db: Kysely<Schema>, chatId: string, userId: string, at: number): Promise<void> {
+  await markWroteQ.execute(db, { chatId, userId, at });
+}

@@ -1,6 +1,6 @@
 import { MAX_STORED_PREKEYS, PREKEY_LOW_THRESHOLD, type KeyCount, type PreKeyBundle, type UploadKeysBody } from '@safechat/protocol';
 import type { Logger } from 'pino';
-import { NotFoundError, ValidationError } from '../errors.js';
+import { ConflictError, NotFoundError, ValidationError } from '../errors.js';
 import type { RateLimiter } from '../limits/limiter.js';
 import type { Database } from '../storage/db.js';
 import { contactIds, resetEncryptionStatus } from '../storage/repositories/chats.js';
@@ -64,12 +64,34 @@ export class KeyService {
 
   async upload(userId: string, body: UploadKeysBody): Promise<KeyCount> {
     checkUpload(body);
-    const { db, mailbox, clock, log } = this.deps;
+    const { db, mailbox, limiter, clock, log } = this.deps;
+    await limiter.consume('keyUploadsPerUser', userId);
+    // A change of identity key has its own, tight limit: it writes to every contact's log. Taken
+    // before the transaction (a limiter may be remote); a change the transaction finds that was
+    // not charged here (another upload got in between) is refused, so none goes uncounted.
+    const before = await findUserById(db.db, userId);
+    const charged = before?.public_key != null && before.public_key !== body.identityKey;
+    if (charged) await limiter.consume('identityChangesPerUser', userId, 1, 'the identity key changed too often, retry later');
     const now = clock.now();
-    const result = await db.transaction(async (tx) => {
+    let result: { changed: boolean; count: number };
+    try {
+      result = await this.store(userId, body, now, charged);
+    } catch (err) {
+      if (charged) await limiter.refund('identityChangesPerUser', userId);
+      throw err;
+    }
+    if (charged && !result.changed) await limiter.refund('identityChangesPerUser', userId);
+    log.info({ userId, identityChanged: result.changed, oneTimePreKeys: result.count }, 'keys uploaded');
+    return { oneTimePreKeys: result.count };
+  }
+
+  private async store(userId: string, body: UploadKeysBody, now: number, charged: boolean): Promise<{ changed: boolean; count: number }> {
+    const { db, mailbox } = this.deps;
+    return db.transaction(async (tx) => {
       const user = await findUserById(tx.db, userId);
       if (!user) throw new NotFoundError('user not found');
       const changed = user.public_key !== null && user.public_key !== body.identityKey;
+      if (changed && !charged) throw new ConflictError('the identity key changed meanwhile; upload again');
       if (user.public_key !== body.identityKey) await setPublicKey(tx.db, userId, body.identityKey);
       if (changed) {
         // Pre-keys signed by the old identity are worthless now; contacts must re-verify.
@@ -92,8 +114,6 @@ export class KeyService {
       await addOneTimePrekeys(tx.db, body.oneTimePreKeys.map((k) => ({ user_id: userId, key_id: k.keyId, public_key: k.publicKey, created_at: now })));
       return { changed, count: await countOneTimePrekeys(tx.db, userId) };
     });
-    log.info({ userId, identityChanged: result.changed, oneTimePreKeys: result.count }, 'keys uploaded');
-    return { oneTimePreKeys: result.count };
   }
 
   /** A pre-key bundle for starting a session with `userId`, consuming one one-time pre-key if any is left. */

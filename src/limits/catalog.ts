@@ -16,6 +16,14 @@ export const LIMITS = {
   refreshPerFamily: { burst: 10, perSec: 1 / 60 },
   /** Pre-key bundle claims per requester: draining a user's one-time pre-keys is an attack. */
   keyClaimsPerUser: { burst: 100, perSec: 1 },
+  /** Key uploads per user: a client uploads at registration, when its one-time pre-keys run low and when it rotates its signed pre-key. */
+  keyUploadsPerUser: { burst: 20, perSec: 1 / 60 },
+  /**
+   * Identity-key changes per user (a reinstall): each one writes a `key.changed` event to every
+   * contact and resets their sessions, so switching between two key sets was a cheap way to flood
+   * every contact's log and warnings and to hold the single SQLite writer.
+   */
+  identityChangesPerUser: { burst: 3, perSec: 1 / 3600 },
   /** Other users looked up (by id or by name) per requester: crawling the directory is an attack too. */
   userLookupsPerUser: { burst: 100, perSec: 1 },
   /**

@@ -239,6 +239,40 @@ describeEachDialect('rate limits', (dialect) => {
       expect((await srv.api.get(`/keys/${owner.id}`, other.token)).status).toBe(200);
     });
 
+    it(`key uploads per user → 429 after ${LIMITS.keyUploadsPerUser.burst}; another user is not affected`, async () => {
+      const [owner, other] = [await from().register(), await from().register()];
+      const first = keyUpload(undefined, 1, 1);
+      clock.freeze();
+      expect((await srv.api.put('/keys', first.body, owner.token)).status).toBe(200);
+      for (let i = 1; i < LIMITS.keyUploadsPerUser.burst; i++) {
+        expect((await srv.api.put('/keys', keyUpload(first.identity, 1, 1 + i).body, owner.token)).status, `upload ${i + 1}`).toBe(200);
+      }
+      expectRateLimited(await unchanged(srv, () => srv.api.put('/keys', keyUpload(first.identity, 1, 999).body, owner.token)), 'keyUploadsPerUser');
+      expect((await srv.api.put('/keys', keyUpload(undefined, 1, 1).body, other.token)).status).toBe(200);
+    });
+
+    it(`identity-key changes per user → 429 after ${LIMITS.identityChangesPerUser.burst}: a key flip-flop cannot flood every contact with key.changed`, async () => {
+      const [owner, contact] = [await from().register(), await from().register()];
+      await srv.api.chat(owner, contact);
+      const keyChanges = async () =>
+        Number((await srv.ctx.db.db.selectFrom('events').select((eb) => eb.fn.countAll().as('n')).where('user_id', '=', contact.id).where('type', '=', 'key.changed').executeTakeFirstOrThrow()).n);
+      const [a, b] = [keyUpload(undefined, 1, 1), keyUpload(undefined, 1, 1)];
+      clock.freeze();
+      expect((await srv.api.put('/keys', a.body, owner.token)).status).toBe(200); // the first key: not a change
+      for (let i = 0; i < LIMITS.identityChangesPerUser.burst; i++) {
+        expect((await srv.api.put('/keys', (i % 2 ? a : b).body, owner.token)).status, `change ${i + 1}`).toBe(200);
+      }
+      expect(await keyChanges()).toBe(LIMITS.identityChangesPerUser.burst);
+      const current = LIMITS.identityChangesPerUser.burst % 2 ? b : a;
+      const next = current === a ? b : a;
+      const over = await unchanged(srv, () => srv.api.put('/keys', keyUpload(next.identity, 1, 50).body, owner.token));
+      expectRateLimited(over, 'identityChangesPerUser');
+      expect(over.body.error.message).toBe('the identity key changed too often, retry later');
+      expect(await keyChanges()).toBe(LIMITS.identityChangesPerUser.burst);
+      // Uploads with the current identity key (pre-key refills) are not changes, and still work.
+      expect((await srv.api.put('/keys', keyUpload(current.identity, 1, 60).body, owner.token)).status).toBe(200);
+    });
+
     it(`AZ-07 / T-KEY-02: looking up other users (by id or by name, one bucket) per requester → 429 after ${LIMITS.userLookupsPerUser.burst}`, async () => {
       const [target, crawler, other] = [await from().register(), await from().register(), await from().register()];
       clock.freeze();

@@ -4,10 +4,18 @@
  * keys and sessions in the caller's stores. Operations on one peer's session are serialised.
  */
 import type { KeyStore, OneTimePreKeyRecord, SessionStore, SignedPreKeyRecord } from '../store/types.js';
+import { hasSeenBaseKey, withSeenBaseKey } from './base-keys.js';
 import { fromBase64, isUint32, toBase64 } from './bytes.js';
 import { COVER_TYPE, KEY_EXCHANGE_TYPE, type PlaintextType } from './constants.js';
 import { decodeEnvelope, type Envelope, type Plaintext } from './envelope.js';
-import { DecryptionError, InvalidBundleError, MissingKeyError, NoSessionError, UntrustedIdentityError } from './errors.js';
+import {
+  DecryptionError,
+  InvalidBundleError,
+  MissingKeyError,
+  NoSessionError,
+  ReusedBaseKeyError,
+  UntrustedIdentityError,
+} from './errors.js';
 import { generateOneTimePreKey, generateSignedPreKey, randomKeyId } from './keys.js';
 import { constantTimeEqual } from './primitives.js';
 import { initInitiator, initResponder } from './ratchet.js';
@@ -96,30 +104,91 @@ export interface Routing {
 
 export type { Plaintext, PlaintextType };
 
-// ---- per-peer serialisation ----
+// ---- serialisation ----
 
-const locks = new WeakMap<object, Map<string, Promise<void>>>();
+type LockTable = WeakMap<object, Map<string, Promise<void>>>;
 
-async function withPeerLock<T>(store: object, peer: string, fn: () => Promise<T>): Promise<T> {
-  let byPeer = locks.get(store);
-  if (!byPeer) locks.set(store, (byPeer = new Map<string, Promise<void>>()));
-  const previous = byPeer.get(peer) ?? Promise.resolve();
+/** Runs `fn` after every earlier `fn` holding the lock `name` on `store` (per store object). */
+async function withLock<T>(table: LockTable, store: object, name: string, fn: () => Promise<T>): Promise<T> {
+  let byName = table.get(store);
+  if (!byName) table.set(store, (byName = new Map<string, Promise<void>>()));
+  const previous = byName.get(name) ?? Promise.resolve();
   let release!: () => void;
   const done = new Promise<void>((r) => (release = r));
   const mine = previous.then(() => done);
-  byPeer.set(peer, mine);
+  byName.set(name, mine);
   await previous;
   try {
     return await fn();
   } finally {
     release();
-    if (byPeer.get(peer) === mine) byPeer.delete(peer);
+    if (byName.get(name) === mine) byName.delete(name);
   }
+}
+
+const peerLocks: LockTable = new WeakMap();
+const keyStoreLocks: LockTable = new WeakMap();
+
+/** One peer's session record is loaded, changed and stored by one operation at a time. */
+function withPeerLock<T>(sessions: SessionStore, peer: string, fn: () => Promise<T>): Promise<T> {
+  return withLock(peerLocks, sessions, peer, fn);
+}
+
+/**
+ * Signed pre-key records are rewritten by rotation and by every new session (the base keys they
+ * accepted): one at a time, so no base key is lost between two sessions set up at once, and a
+ * key rotated out is never written back. Taken inside a peer lock, never the other way round.
+ */
+function withSignedPreKeyLock<T>(keys: KeyStore, fn: () => Promise<T>): Promise<T> {
+  return withLock(keyStoreLocks, keys, 'signed-pre-keys', fn);
 }
 
 async function loadRecord(sessions: SessionStore, peer: string): Promise<SessionRecord> {
   const json = await sessions.loadSession(peer);
   return json ? recordFromJSON(json) : emptyRecord();
+}
+
+/**
+ * Commits `next` (see commitState) and stores the record. States pushed out of the archive can no
+ * longer catch a replay of their first message, so their base keys are made sure to be remembered.
+ */
+async function commitAndStore(stores: CryptoStores, peer: string, record: SessionRecord, replaced: SessionState | null, next: SessionState) {
+  const evicted = commitState(record, replaced, next);
+  await stores.sessions.storeSession(peer, recordToJSON(record));
+  await rememberEvicted(stores.keys, evicted);
+}
+
+/**
+ * Remembers that a first message with `baseKey` (base64) was accepted under signed pre-key
+ * `keyId`. Called once the session is stored: a crash in between leaves a session that still
+ * refuses the replay while it is kept, rather than a remembered base key whose honest message
+ * never opened. A key rotated out meanwhile is not written back.
+ */
+async function rememberBaseKey(keys: KeyStore, keyId: number, baseKey: string): Promise<void> {
+  await withSignedPreKeyLock(keys, async () => {
+    const spk = await keys.getSignedPreKey(keyId);
+    const next = spk && withSeenBaseKey(spk, baseKey);
+    if (next) await keys.saveSignedPreKey(next);
+  });
+}
+
+/**
+ * States that left a peer's archive. Sessions we responded to since base keys are remembered are
+ * already in their signed pre-key's list; older ones (stored before it, and a state does not keep
+ * its signed pre-key id) are remembered under every signed pre-key we hold, so their first
+ * messages stay refused after an upgrade too.
+ */
+async function rememberEvicted(keys: KeyStore, evicted: SessionState[]): Promise<void> {
+  const baseKeys = evicted.filter((s) => s.role === 'responder').map((s) => toBase64(s.baseKey));
+  if (baseKeys.length === 0) return;
+  await withSignedPreKeyLock(keys, async () => {
+    const all = await keys.listSignedPreKeys();
+    const missing = baseKeys.filter((b) => !all.some((spk) => hasSeenBaseKey(spk, b)));
+    for (const spk of all) {
+      const next = missing.reduce<SignedPreKeyRecord>((rec, b) => withSeenBaseKey(rec, b) ?? rec, spk);
+      if (next !== spk) await keys.saveSignedPreKey(next);
+    }
+  });
 }
 
 async function requireIdentity(keys: KeyStore) {
@@ -171,20 +240,23 @@ async function currentSignedPreKey(store: KeyStore): Promise<SignedPreKeyRecord 
 
 /**
  * Creates a new signed pre-key and keeps the newest `retain` ones (the older ones' secrets are
- * deleted; a `key_exchange` still in flight that names a deleted one cannot be decrypted).
+ * deleted, and with them the base keys they accepted; a `key_exchange` still in flight that names
+ * a deleted one cannot be decrypted).
  */
 export async function rotateSignedPreKey(store: KeyStore, opts: { retain?: number } = {}): Promise<SignedPreKeyRecord> {
   const retain = opts.retain ?? 3;
   if (!Number.isInteger(retain) || retain < 1) throw new RangeError('retain must be >= 1');
   const identity = await requireIdentity(store);
-  const existing = await store.listSignedPreKeys();
-  const taken = new Set(existing.map((k) => k.keyId));
-  const latest = existing.reduce((m, k) => Math.max(m, k.createdAt), 0);
-  const rec = generateSignedPreKey(identity, freshId(taken), Math.max(Date.now(), latest + 1));
-  await store.saveSignedPreKey(rec);
-  const sorted = [...existing, rec].sort((a, b) => b.createdAt - a.createdAt);
-  for (const old of sorted.slice(retain)) await store.removeSignedPreKey(old.keyId);
-  return rec;
+  return withSignedPreKeyLock(store, async () => {
+    const existing = await store.listSignedPreKeys();
+    const taken = new Set(existing.map((k) => k.keyId));
+    const latest = existing.reduce((m, k) => Math.max(m, k.createdAt), 0);
+    const rec = generateSignedPreKey(identity, freshId(taken), Math.max(Date.now(), latest + 1));
+    await store.saveSignedPreKey(rec);
+    const sorted = [...existing, rec].sort((a, b) => b.createdAt - a.createdAt);
+    for (const old of sorted.slice(retain)) await store.removeSignedPreKey(old.keyId);
+    return rec;
+  });
 }
 
 /**
@@ -258,8 +330,7 @@ export async function initiateSession(
   return withPeerLock(stores.sessions, peerUserId, async () => {
     const record = await loadRecord(stores.sessions, peerUserId);
     const identityChanged = !!record.active && !constantTimeEqual(record.active.peerIdentityKey, bundle.identityKey);
-    commitState(record, null, state);
-    await stores.sessions.storeSession(peerUserId, recordToJSON(record));
+    await commitAndStore(stores, peerUserId, record, null, state);
     return { peerIdentityKey: toBase64(bundle.identityKey), identityChanged };
   });
 }
@@ -294,9 +365,11 @@ export async function encryptMessage(stores: CryptoStores, routing: Routing, pla
 /**
  * Decrypts a server message object. A message carrying a pre-key header from an unknown session
  * creates the responder session (X3DH, consuming the one-time pre-key once the message has
- * authenticated, and once `opts.trustIdentity` accepted the sender's identity key). Every
- * decryption failure throws DecryptionError. Each message decrypts once: message keys
- * are deleted after use, so keep the plaintext (by message id) if it will be shown again.
+ * authenticated, and once `opts.trustIdentity` accepted the sender's identity key), unless its
+ * signed pre-key has accepted that base key before: a replayed first message whose session has
+ * gone is refused with ReusedBaseKeyError. Every decryption failure throws DecryptionError (or
+ * that subclass). Each message decrypts once: message keys are deleted after use, so keep the
+ * plaintext (by message id) if it will be shown again.
  */
 export async function decryptMessage(stores: CryptoStores, message: IncomingMessage, opts: DecryptOptions = {}): Promise<DecryptedMessage> {
   let envelope: Envelope;
@@ -326,16 +399,19 @@ export async function decryptMessage(stores: CryptoStores, message: IncomingMess
     if (pk) {
       const existing = findStateByBaseKey(record, pk.identityKey, pk.baseKey);
       if (existing) {
-        // A later message of a session we already created (or a replay of its first message).
+        // A later message of a session we already created (or a replay of its first message, caught by its counters).
         const { state, plaintext } = decryptWithState(existing, envelope, routing, iv, mac);
-        commitState(record, existing, state);
-        await stores.sessions.storeSession(peer, recordToJSON(record));
+        await commitAndStore(stores, peer, record, existing, state);
         return result(state, plaintext, false, false);
       }
       const identity = await stores.keys.getIdentityKeyPair();
       const spk = await stores.keys.getSignedPreKey(pk.signedPreKeyId);
+      if (!identity || !spk || constantTimeEqual(pk.identityKey, identity.publicKey)) throw new DecryptionError();
+      // Its session is not held (any more), but this signed pre-key accepted the base key before: a replay.
+      const baseKey = toBase64(pk.baseKey);
+      if (hasSeenBaseKey(spk, baseKey)) throw new ReusedBaseKeyError();
       const opk = pk.oneTimePreKeyId === null ? null : await stores.keys.getOneTimePreKey(pk.oneTimePreKeyId);
-      if (!identity || !spk || opk === undefined || constantTimeEqual(pk.identityKey, identity.publicKey)) throw new DecryptionError();
+      if (opk === undefined) throw new DecryptionError();
       let fresh: SessionState;
       try {
         const x = x3dhRespond(identity, spk, opk, pk);
@@ -357,8 +433,8 @@ export async function decryptMessage(stores: CryptoStores, message: IncomingMess
       const identityKey = toBase64(state.peerIdentityKey);
       if (opts.trustIdentity && !(await opts.trustIdentity(peer, identityKey))) throw new UntrustedIdentityError(peer, identityKey);
       const identityChanged = !!record.active && !constantTimeEqual(record.active.peerIdentityKey, state.peerIdentityKey);
-      commitState(record, null, state);
-      await stores.sessions.storeSession(peer, recordToJSON(record));
+      await commitAndStore(stores, peer, record, null, state);
+      await rememberBaseKey(stores.keys, spk.keyId, baseKey); // with or without a one-time pre-key
       if (opk) await stores.keys.removeOneTimePreKey(opk.keyId); // only now that the message authenticated
       return result(state, plaintext, true, identityChanged);
     }
@@ -371,8 +447,7 @@ export async function decryptMessage(stores: CryptoStores, message: IncomingMess
       } catch {
         continue;
       }
-      commitState(record, candidate, out.state);
-      await stores.sessions.storeSession(peer, recordToJSON(record));
+      await commitAndStore(stores, peer, record, candidate, out.state);
       return result(out.state, out.plaintext, false, false);
     }
     throw new DecryptionError();

@@ -50,6 +50,14 @@ export const MAX_SKIP = 1000;
 export const MAX_STORED_SKIPPED_KEYS = 2000;
 /** Earlier session states kept per peer (simultaneous initiation, messages still in flight). */
 export const MAX_ARCHIVED_STATES = 10;
+/**
+ * Base keys (EK_A) of accepted first messages remembered per signed pre-key, so a replayed first
+ * message is refused even after its session has left the archive. Local policy, not wire format.
+ * Beyond it the oldest is forgotten (never a refusal: anyone who can send us first messages could
+ * fill it and lock honest peers out). 10,000 × 44 base64 characters ≈ 440 KB per signed pre-key.
+ * See docs/decisions/0102-sdk-replayed-first-messages.md.
+ */
+export const MAX_SEEN_BASE_KEYS = 10_000;
 
 /** Safety numbers (Signal's NumericFingerprintGenerator, version 0). */
 export const FINGERPRINT_VERSION = 0;

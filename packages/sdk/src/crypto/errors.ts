@@ -16,6 +16,21 @@ export class DecryptionError extends SafeChatCryptoError {
   }
 }
 
+/**
+ * A first (pre-key) message whose base key (EK_A) was already accepted under the same signed
+ * pre-key, and whose session is no longer held: a replay (by the server or anyone who can inject
+ * into the transport), refused before any key is used. A DecryptionError, so code that handles
+ * DecryptionError is unchanged; the distinct name is for logs and alerts. It is decided from
+ * public header fields only, so it is no decryption oracle.
+ */
+export class ReusedBaseKeyError extends DecryptionError {
+  override name = 'ReusedBaseKeyError';
+  constructor() {
+    super();
+    this.message = 'first message replayed: its base key was already used';
+  }
+}
+
 /** A peer's pre-key bundle is malformed or its signed pre-key signature does not verify. */
 export class InvalidBundleError extends SafeChatCryptoError {
   override name = 'InvalidBundleError';

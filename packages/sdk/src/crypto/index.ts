@@ -30,6 +30,7 @@ export {
   InvalidBundleError,
   MissingKeyError,
   NoSessionError,
+  ReusedBaseKeyError,
   SafeChatCryptoError,
   UntrustedIdentityError,
 } from './errors.js';

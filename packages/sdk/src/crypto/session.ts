@@ -59,13 +59,15 @@ export function emptyRecord(): SessionRecord {
  * the archive), or null for a new session; the previous active state, if it is not the one being
  * replaced, goes to the front of the archive. A message that only an archived state could
  * decrypt promotes that state (as libsignal does): this is what makes simultaneous initiation
- * by both peers converge.
+ * by both peers converge. Returns the states pushed out of the archive (the oldest beyond
+ * MAX_ARCHIVED_STATES), so the caller can make sure their first messages stay refused.
  */
-export function commitState(record: SessionRecord, replaced: SessionState | null, next: SessionState): void {
+export function commitState(record: SessionRecord, replaced: SessionState | null, next: SessionState): SessionState[] {
   const archived = record.archived.filter((s) => s !== replaced);
   if (record.active && record.active !== replaced) archived.unshift(record.active);
   record.active = next;
   record.archived = archived.slice(0, MAX_ARCHIVED_STATES);
+  return archived.slice(MAX_ARCHIVED_STATES);
 }
 
 /** Encrypts with the active state, advancing it. */

@@ -20,6 +20,13 @@ export interface SignedPreKeyRecord {
   signature: Uint8Array;
   /** Milliseconds since the epoch; the newest one is the one uploaded. */
   createdAt: number;
+  /**
+   * Base64 base keys (EK_A) of the first messages already accepted under this signed pre-key,
+   * oldest first, at most MAX_SEEN_BASE_KEYS: a first message whose base key is here is refused
+   * as a replay (ReusedBaseKeyError). Absent in records stored before it existed (= none seen).
+   * Dropped with the record when the key is rotated out. A KeyStore must keep it like the rest.
+   */
+  seenBaseKeys?: string[];
 }
 
 /** A one-time pre-key: X25519 key pair and id. Deleted once a session has used it. */
@@ -35,6 +42,7 @@ export interface KeyStore {
 
   getSignedPreKey(keyId: number): Promise<SignedPreKeyRecord | undefined>;
   listSignedPreKeys(): Promise<SignedPreKeyRecord[]>;
+  /** Adds or replaces (same `keyId`) the whole record: it is saved again each time `seenBaseKeys` grows. */
   saveSignedPreKey(record: SignedPreKeyRecord): Promise<void>;
   removeSignedPreKey(keyId: number): Promise<void>;
 

@@ -64,7 +64,7 @@ export class KeyService {
 
   async upload(userId: string, body: UploadKeysBody): Promise<KeyCount> {
     checkUpload(body);
-    const { db, mailbox, limiter, clock, log } = this.deps;
+    const { db, limiter, clock, log } = this.deps;
     await limiter.consume('keyUploadsPerUser', userId);
     // A change of identity key has its own, tight limit: it writes to every contact's log. Taken
     // before the transaction (a limiter may be remote); a change the transaction finds that was

@@ -44,9 +44,15 @@ export interface ContextOverrides {
   /** Tests of timings that are 30 s in production: the protocol ping interval and the token expiry grace of a live socket. */
   heartbeatMs?: number;
   expiryGraceMs?: number;
+  /** How often live sockets check that their login was not revoked (default 60 s; rounded to heartbeats). */
+  loginCheckMs?: number;
 }
 
 const HEARTBEAT_MS = 30_000;
+/** Bounds how long a socket outlives a revocation whose signal was lost (decision 0021). */
+const LOGIN_CHECK_MS = 60_000;
+/** Instances that lost signals together (a Redis restart) are answered with one pass. */
+const RECHECK_GATHER_MS = 250;
 
 /** The composition root: every long-lived object is built here, once, and passed down. */
 export class AppContext {
@@ -75,7 +81,7 @@ export class AppContext {
       keys: KeyService;
     },
     instanceId: string,
-    expiryGraceMs: number,
+    timing: { expiryGraceMs: number; loginCheckBeats: number },
   ) {
     this.instanceId = instanceId;
     this.authenticate = authenticate(services.tokens, limiter);
@@ -87,7 +93,7 @@ export class AppContext {
       clock,
       log: log.ws,
       rateLimits: cfg.rateLimits,
-      expiryGraceMs,
+      ...timing,
       frames: new Pacer(INBOUND_FRAMES_PER_TURN),
       opened: (conn) => hub.opened(conn),
       ended: (conn) => hub.ended(conn),
@@ -103,7 +109,8 @@ export class AppContext {
     const db = await createDatabase(cfg.db, log.db, overrides.databaseWaitMs);
     const redis = overrides.pubsub === undefined && cfg.redisUrl ? await RedisPubSub.connect(cfg.redisUrl, log.pubsub) : null;
     const pubsub = overrides.pubsub !== undefined ? overrides.pubsub : redis;
-    const limiterStore = overrides.limiterStore ?? (redis ? new RedisLimiterStore(redis.pub, log.root) : new MemoryLimiterStore());
+    // Buckets shared by instances refill by Redis's clock; a test that moves the clock keeps its own.
+    const limiterStore = overrides.limiterStore ?? (redis ? new RedisLimiterStore(redis.pub, log.root, undefined, overrides.clock ? 'caller' : 'redis') : new MemoryLimiterStore());
     const limiter = new RateLimiter(limiterStore, clock, cfg.rateLimits, (limit) => telemetry.rateLimited.inc({ limit }), { ...limitsFor(cfg.auth.accessTtlSec), ...overrides.limits });
     const hub = new Hub({ pubsub, instanceId, telemetry, log: log.ws, maxSocketsPerUser: cfg.rateLimits ? CAPS.socketsPerUser : Number.MAX_SAFE_INTEGER,
       maxSocketsPerIp: cfg.rateLimits ? cfg.maxSocketsPerIp : Number.MAX_SAFE_INTEGER,
@@ -140,13 +147,21 @@ export class AppContext {
     };
     mailbox.connect(hub);
     tokens.connect(hub);
-    pubsub?.onReconnect(() => {
-      hub.resync((ids) => tokens.liveFamilies(ids)).catch((err: unknown) => log.ws.error({ err }, 'checking live sockets after a pub/sub outage failed'));
+    let recheck: NodeJS.Timeout | null = null;
+    pubsub?.onSignalsLost(() => {
+      recheck ??= setTimeout(() => {
+        recheck = null;
+        hub.resync((ids) => tokens.liveFamilies(ids)).catch((err: unknown) => log.ws.error({ err }, 'checking live sockets after lost signals failed'));
+      }, RECHECK_GATHER_MS).unref();
     });
-    hub.startHeartbeat(overrides.heartbeatMs ?? HEARTBEAT_MS);
+    const heartbeatMs = overrides.heartbeatMs ?? HEARTBEAT_MS;
+    hub.startHeartbeat(heartbeatMs);
     const jobs = { pruneEvents: new PruneEventsJob({ db, clock, log: log.jobs, retentionDays: cfg.events.retentionDays }) };
     if (!overrides.noJobs) jobs.pruneEvents.start();
-    return new AppContext(cfg, log, clock, db, pubsub, limiter, telemetry, hub, jobs, services, instanceId, overrides.expiryGraceMs ?? SOCKET_LIMITS.expiryGraceMs);
+    return new AppContext(cfg, log, clock, db, pubsub, limiter, telemetry, hub, jobs, services, instanceId, {
+      expiryGraceMs: overrides.expiryGraceMs ?? SOCKET_LIMITS.expiryGraceMs,
+      loginCheckBeats: Math.max(1, Math.round((overrides.loginCheckMs ?? LOGIN_CHECK_MS) / heartbeatMs)),
+    });
   }
 
   async healthChecks(): Promise<Record<string, 'ok' | 'down'>> {

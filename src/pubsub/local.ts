@@ -21,7 +21,7 @@ export class LocalPubSub implements PubSub {
     };
   }
 
-  onReconnect(): void {
+  onSignalsLost(): void {
     // In process: never away.
   }
 

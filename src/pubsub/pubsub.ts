@@ -8,13 +8,17 @@ export interface PubSub {
   /** Returns the function that unsubscribes. */
   subscribe(channel: string, handler: (message: string) => void): () => void;
   /**
-   * Called each time the subscription is back after the broker was away: signals published
-   * meanwhile were lost, so local state that depends on them must be checked again.
+   * Called when signals meant for this instance may have been lost: its subscription is back
+   * after the broker was away, or another instance's publisher is back after dropping some. Local
+   * state that depends on them must be checked again.
    */
-  onReconnect(handler: () => void): void;
+  onSignalsLost(handler: () => void): void;
   /** Resolves when the broker answers; rejects when it cannot be reached. */
   ping(): Promise<void>;
   close(): Promise<void>;
 }
 
 export const userChannel = (userId: string): string => `safechat:u:${userId}`;
+
+/** Where an instance whose publisher dropped signals says so when it is back (the message: its id). */
+export const SIGNALS_LOST_CHANNEL = 'safechat:signals-lost';

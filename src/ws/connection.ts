@@ -59,6 +59,8 @@ export interface ConnectionDeps {
   rateLimits: boolean;
   /** How long past its token's `exp` a socket stays open without a fresh `auth` frame (SOCKET_LIMITS.expiryGraceMs). */
   expiryGraceMs: number;
+  /** Every this many heartbeats a live socket checks that its login was not revoked meanwhile (decision 0021). */
+  loginCheckBeats: number;
   /** Admits INBOUND_FRAMES_PER_TURN frames a turn, across every socket of the process. */
   frames: Pacer;
   /** Every socket is registered while open (shutdown closes them all). */
@@ -90,6 +92,7 @@ export class Connection {
   private badFrames = 0;
   private throttled = 0;
   private sends = 0;
+  private beats = 0;
   private corked = false;
   private readonly lanes = new Map<string, Promise<void>>();
   /** The URL's `?since=` of a socket that authenticates by frame: used when the auth frame has none; a different one is refused. */
@@ -240,6 +243,16 @@ export class Connection {
     if (claims.userId !== this.userId) return this.close(CLOSE.unauthorized, 'token is for another user');
     this.familyId = claims.familyId;
     this.armExpiry(claims.exp);
+    // A revocation of the new login that committed while its token was being checked closed
+    // nothing here (the socket was still on its old login); from now on one would.
+    await this.closeIfRevoked(claims.familyId);
+  }
+
+  /** Closes the socket if its login `familyId` has ended (and it is still on that login). */
+  private async closeIfRevoked(familyId: string): Promise<void> {
+    // A failed check (database away) keeps the socket; the next one decides.
+    const live = await this.deps.tokens.isLive(familyId).catch(() => true);
+    if (!live && this.familyId === familyId) this.close(CLOSE.unauthorized, 'session revoked');
   }
 
   /**
@@ -285,7 +298,12 @@ export class Connection {
     // Events that arrive before the cursor is known only mark the log dirty.
     this.pumping = true;
     try {
-      const head = await this.deps.mailbox.head(claims.userId);
+      // @NOTE The login was checked before the upgrade (or on the auth frame); a logout that
+      // committed since then found no socket to close. Attached now, a later one will close it,
+      // and this read sees an earlier one.
+      const [head, live] = await Promise.all([this.deps.mailbox.head(claims.userId), this.deps.tokens.isLive(claims.familyId)]);
+      if (this.state !== 'live') return;
+      if (!live) return this.close(CLOSE.unauthorized, 'session revoked');
       if (!head) return this.close(CLOSE.unauthorized, 'account not found');
       if (since === undefined) {
         this.cursor = head.lastSeq;
@@ -464,7 +482,10 @@ export class Connection {
     this.deps.ended(this);
   }
 
-  /** Protocol-level heartbeat: a socket that missed the previous ping is dropped. */
+  /**
+   * Protocol-level heartbeat: a socket that missed the previous ping is dropped. Every few beats
+   * the login is checked too: a revocation's signal from another instance can be lost.
+   */
   heartbeat(): void {
     if (!this.alive) {
       this.cleanup();
@@ -473,5 +494,6 @@ export class Connection {
     }
     this.alive = false;
     this.socket.ping();
+    if (++this.beats % this.deps.loginCheckBeats === 0 && this.familyId !== null) void this.closeIfRevoked(this.familyId);
   }
 }

@@ -32,6 +32,18 @@ export const PASSWORD = 'violet-Harbor-42-lantern';
 // time
 // ---------------------------------------------------------------------------------------------
 
+/**
+ * LOAD_TEST_SCALE (default 1, at most 1): the load tests' client counts and durations are
+ * multiplied by it, for short, light runs while developing. CI runs them at full size.
+ */
+export const LOAD_TEST_SCALE = (() => {
+  const text = process.env.LOAD_TEST_SCALE;
+  if (text === undefined || text === '') return 1;
+  const n = Number(text);
+  if (!(n > 0 && n <= 1)) throw new Error(`LOAD_TEST_SCALE must be a number in (0, 1], got "${text}"`);
+  return n;
+})();
+
 export const now = (): number => performance.timeOrigin + performance.now();
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
@@ -62,6 +74,13 @@ export function percentile(values: number[], p: number): number {
 }
 
 const round = (n: number, digits = 1): number => Math.round(n * 10 ** digits) / 10 ** digits;
+
+/** The largest value (0 for none); unlike Math.max(...values) it takes arrays of any length. */
+export function maxOf(values: readonly number[]): number {
+  let max = 0;
+  for (const v of values) if (v > max) max = v;
+  return max;
+}
 
 // ---------------------------------------------------------------------------------------------
 // cleanup: every child and every private service dies with the test
@@ -441,22 +460,52 @@ export class ServerProcess {
 
   /** A Prometheus counter or gauge value (sum over series matching `labels`). */
   async metric(name: string, labels: Record<string, string> = {}): Promise<number> {
+    return (await this.scrape()).sum(name, (ls) => Object.entries(labels).every(([k, v]) => ls[k] === v));
+  }
+
+  /** One read of `/metrics`, every series parsed. */
+  async scrape(): Promise<Metrics> {
     const r = await httpRequest(this.agent, 'GET', `${this.url}/metrics`, { timeoutMs: 5000 });
     if (r.status !== 200) throw new Error(`/metrics ${r.status ?? r.error}`);
-    let sum = 0;
-    for (const line of r.text.split('\n')) {
-      if (!line.startsWith(name)) continue;
-      const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{([^}]*)\})?\s+(\S+)/.exec(line);
-      if (!m || m[1] !== name) continue;
-      const ls = Object.fromEntries([...(m[3] ?? '').matchAll(/(\w+)="([^"]*)"/g)].map((x) => [x[1], x[2]]));
-      if (Object.entries(labels).every(([k, v]) => ls[k] === v)) sum += Number(m[4]);
-    }
-    return sum;
+    return new Metrics(r.text);
+  }
+
+  /** CPU time (user + system, all threads) the process has used so far, in seconds, from /proc/<pid>/stat. */
+  cpuSeconds(): number {
+    const stat = fs.readFileSync(`/proc/${this.pid}/stat`, 'utf8');
+    // Fields after the command name (which may contain spaces): utime and stime are the 12th and 13th.
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(f[11]) + Number(f[12])) / CLOCK_TICKS;
   }
 
   dispose(): void {
     this.agent.destroy();
     if (this.running) this.child!.kill('SIGKILL');
+  }
+}
+
+/** Clock ticks per second of /proc/<pid>/stat (USER_HZ, 100 on Linux). */
+const CLOCK_TICKS = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout?.trim()) || 100;
+
+/** Prometheus text, parsed: every series with its labels. */
+export class Metrics {
+  readonly series: { name: string; labels: Record<string, string>; value: number }[] = [];
+
+  constructor(text: string) {
+    for (const line of text.split('\n')) {
+      if (line === '' || line.startsWith('#')) continue;
+      const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{([^}]*)\})?\s+(\S+)/.exec(line);
+      if (!m) continue;
+      const labels = Object.fromEntries([...(m[3] ?? '').matchAll(/(\w+)="([^"]*)"/g)].map((x) => [x[1]!, x[2]!]));
+      this.series.push({ name: m[1]!, labels, value: Number(m[4]) });
+    }
+  }
+
+  /** The sum over the series of `name` whose labels pass `filter`. */
+  sum(name: string, filter: (labels: Record<string, string>) => boolean = () => true): number {
+    let sum = 0;
+    for (const s of this.series) if (s.name === name && filter(s.labels)) sum += s.value;
+    return sum;
   }
 }
 
@@ -481,12 +530,18 @@ export class RssSampler {
     }
   }
 
+  /** The average RSS (MiB) of the samples taken in [from, to), or NaN when there are none. */
+  averageMiB(from: number, to: number): number {
+    const kib = this.samples.filter((s) => s.at >= from && s.at < to).map((s) => s.kib);
+    return kib.length === 0 ? NaN : round(kib.reduce((a, b) => a + b, 0) / kib.length / 1024);
+  }
+
   stop(): { baselineMiB: number; maxMiB: number; lastMiB: number; growthMiB: number; samples: number } {
     clearInterval(this.timer);
     this.sample();
     const kib = this.samples.map((s) => s.kib);
     const baseline = kib[0] ?? 0;
-    const max = Math.max(0, ...kib);
+    const max = maxOf(kib);
     return {
       baselineMiB: round(baseline / 1024),
       maxMiB: round(max / 1024),
@@ -557,7 +612,14 @@ export function b64(bytes: number): string {
 }
 
 /** A valid envelope of random "ciphertext" (the server never decodes it). */
-export function envelope(bytes = 64): { encryptedContent: string; iv: string; mac: string; type: 'text' } {
+export interface Envelope {
+  encryptedContent: string;
+  iv: string;
+  mac: string;
+  type: 'text';
+}
+
+export function envelope(bytes = 64): Envelope {
   return { encryptedContent: b64(bytes), iv: b64(16), mac: b64(32), type: 'text' };
 }
 
@@ -895,7 +957,7 @@ export class Ledger {
       ackMismatch: acked.filter((s) => s.ackIds.size > 1).length,
       resyncs: this.resyncs,
       sockets,
-      latencyMs: { p50: round(percentile(latencies, 50)), p99: round(percentile(latencies, 99)), max: round(Math.max(0, ...latencies)), n: latencies.length },
+      latencyMs: { p50: round(percentile(latencies, 50)), p99: round(percentile(latencies, 99)), max: round(maxOf(latencies)), n: latencies.length },
       lostSample: lost.slice(0, 5).map((s) => `${s.clientMessageId}→${s.ack!.id} seq ${s.ack!.seq}`),
     };
   }
@@ -915,7 +977,7 @@ export class Ledger {
       noResponse: by('no_response'),
       notSent: by('not_sent'),
       unavailableWithoutRetryAfter: list.filter((a) => a.outcome === 'unavailable' && a.via === 'rest' && !a.retryAfter).length,
-      responseMs: { p50: round(percentile(rt, 50)), p99: round(percentile(rt, 99)), max: round(Math.max(0, ...rt)) },
+      responseMs: { p50: round(percentile(rt, 50)), p99: round(percentile(rt, 99)), max: round(maxOf(rt)) },
     };
   }
 }
@@ -1200,13 +1262,18 @@ export class Load {
  * One attempt to send `rec` (a fresh message or a retry with its clientMessageId) over REST or the
  * peer's socket; the attempt and any acknowledgement are recorded in the ledger.
  */
-export async function sendOnce(ledger: Ledger, peer: Peer, rec: SendRecord, opts: { via?: Via; bytes?: number; timeoutMs?: number } = {}): Promise<Attempt & { message?: WireMessage }> {
+export async function sendOnce(
+  ledger: Ledger,
+  peer: Peer,
+  rec: SendRecord,
+  opts: { via?: Via; bytes?: number; timeoutMs?: number; envelope?: Envelope } = {},
+): Promise<Attempt & { message?: WireMessage }> {
   rec.tries++;
   const via = opts.via ?? rec.via;
   const timeoutMs = opts.timeoutMs ?? 15_000;
   const tStart = now();
   if (rec.firstTry === 0) rec.firstTry = tStart;
-  const data = { chatId: rec.chatId, ...envelope(opts.bytes ?? 64), clientMessageId: rec.clientMessageId };
+  const data = { chatId: rec.chatId, ...(opts.envelope ?? envelope(opts.bytes ?? 64)), clientMessageId: rec.clientMessageId };
   const base = { clientMessageId: rec.clientMessageId, via, try: rec.tries, tStart };
   let a: Attempt & { message?: WireMessage };
   if (via === 'rest') {
@@ -1254,6 +1321,136 @@ export async function sendOnce(ledger: Ledger, peer: Peer, rec: SendRecord, opts
   }
   ledger.attempts.push(a);
   return a;
+}
+
+export interface PacedLoadOptions {
+  /** Each sender sends to its partner, in the partner's one-to-one chat. */
+  senders: Peer[];
+  via: (peer: Peer) => Via;
+  /** New messages per second per sender. */
+  rate: number;
+  /** Attempts a sender may have unanswered at once; past it, its schedule waits (and `lateMs` shows it). */
+  maxInFlight?: number;
+  /** Random envelopes made in advance and used in turn (default: 64 of 64 bytes). */
+  envelopes?: Envelope[];
+  requestTimeoutMs?: number;
+  /**
+   * Delay before an unacknowledged message is sent again with its clientMessageId (default 250 ms):
+   * at once again while the client's own socket is down (not sent); otherwise doubled at each
+   * try, and at least the server's Retry-After, up to 5 s — as a client should back off.
+   */
+  retryDelayMs?: number;
+  tickMs?: number;
+}
+
+/**
+ * A lean open-loop generator for many senders: one timer for all of them (no loop per sender),
+ * each sender on a fixed schedule (`rate`, the senders spread evenly over one interval), envelopes
+ * made in advance; every message gets a fresh clientMessageId and, until it is acknowledged, is
+ * sent again with the same one (`retryDelayMs`). Accounting as with `Load`: every attempt and
+ * acknowledgement goes into the ledger.
+ */
+export class PacedLoad {
+  mode: 'run' | 'drain' | 'stopped' = 'run';
+  readonly startedAt = now();
+  inFlight = 0;
+  /** How late each new message started against its schedule (ms): whether the generator kept up. */
+  readonly lateMs: number[] = [];
+  /** Exceptions of the accounting itself (an acknowledgement for another message …). */
+  readonly errors: string[] = [];
+  private readonly next: number[];
+  private readonly busy: number[];
+  private readonly retries: { i: number; rec: SendRecord; notBefore: number }[] = [];
+  private readonly envelopes: Envelope[];
+  private readonly interval: number;
+  private used = 0;
+  private readonly timer: NodeJS.Timeout;
+
+  constructor(
+    readonly ledger: Ledger,
+    readonly opts: PacedLoadOptions,
+  ) {
+    const n = opts.senders.length;
+    this.interval = 1000 / opts.rate;
+    this.next = opts.senders.map((_, i) => this.startedAt + (i * this.interval) / n);
+    this.busy = opts.senders.map(() => 0);
+    this.envelopes = opts.envelopes ?? Array.from({ length: 64 }, () => envelope(64));
+    this.timer = setInterval(() => this.tick(), opts.tickMs ?? 10);
+  }
+
+  /** Messages started so far (first attempts). */
+  get started(): number {
+    return this.lateMs.length;
+  }
+
+  get pendingRetries(): number {
+    return this.retries.length;
+  }
+
+  /** No new messages; retries go on until every message is acknowledged (or `stop`). */
+  drain(): void {
+    if (this.mode === 'run') this.mode = 'drain';
+  }
+
+  /** Drains and waits until nothing is left in flight or to retry (bounded). */
+  async settle(timeoutMs: number): Promise<void> {
+    this.drain();
+    await waitFor(() => this.retries.length === 0 && this.inFlight === 0, timeoutMs, `the load to settle (${this.retries.length} retries, ${this.inFlight} in flight)`, 50);
+  }
+
+  /** Stops everything; attempts in flight are awaited (bounded by their own timeout). */
+  async stop(): Promise<void> {
+    this.mode = 'stopped';
+    clearInterval(this.timer);
+    await waitFor(() => this.inFlight === 0, (this.opts.requestTimeoutMs ?? 15_000) + 5000, 'the attempts in flight to end', 50);
+  }
+
+  private tick(): void {
+    const t = now();
+    if (this.retries.length > 0) {
+      const due = this.retries.filter((r) => r.notBefore <= t);
+      if (due.length > 0) {
+        const later = this.retries.filter((r) => r.notBefore > t);
+        this.retries.length = 0;
+        this.retries.push(...later);
+        for (const r of due) this.start(r.i, r.rec);
+      }
+    }
+    if (this.mode !== 'run') return;
+    const max = this.opts.maxInFlight ?? 8;
+    const senders = this.opts.senders;
+    for (let i = 0; i < senders.length; i++) {
+      while (this.next[i]! <= t && this.busy[i]! < max) {
+        this.lateMs.push(t - this.next[i]!);
+        this.next[i]! += this.interval;
+        const p = senders[i]!;
+        this.start(i, this.ledger.newSend(p.id, p.partner!.id, p.chatId!, this.opts.via(p)));
+      }
+    }
+  }
+
+  private start(i: number, rec: SendRecord): void {
+    this.busy[i]!++;
+    this.inFlight++;
+    const env = this.envelopes[this.used++ % this.envelopes.length]!;
+    sendOnce(this.ledger, this.opts.senders[i]!, rec, { envelope: env, timeoutMs: this.opts.requestTimeoutMs ?? 15_000 })
+      .then(
+        (a) => {
+          if (a.outcome === 'acked' || this.mode === 'stopped') return;
+          const base = this.opts.retryDelayMs ?? 250;
+          const retryAfterMs = a.retryAfter !== undefined && Number.isFinite(Number(a.retryAfter)) ? Number(a.retryAfter) * 1000 : 0;
+          const delay = a.outcome === 'not_sent' ? base : Math.min(5000, Math.max(retryAfterMs, base * 2 ** Math.min(5, rec.tries - 1)));
+          this.retries.push({ i, rec, notBefore: now() + delay });
+        },
+        (err: unknown) => {
+          this.errors.push((err as Error).message);
+        },
+      )
+      .finally(() => {
+        this.busy[i]!--;
+        this.inFlight--;
+      });
+  }
 }
 
 /** Pairs peers (0↔1, 2↔3, …) in one-to-one chats created on `srv`. */
@@ -1511,6 +1708,67 @@ export async function twoInstances(label: string, databaseUrl?: string): Promise
   const a = await ServerProcess.start({ name: `${label}-A`, ...common });
   const b = await ServerProcess.start({ name: `${label}-B`, ...common });
   return { redis, a, b };
+}
+
+// ---------------------------------------------------------------------------------------------
+// the server's own event-loop delay, the machine's limits
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * The server's event-loop delay from its own `/metrics`: prom-client's `monitorEventLoopDelay`
+ * histogram (10 ms resolution, so every value includes those 10 ms) is reset at each scrape, so
+ * each scrape gives the p99 and max of the interval since the previous one. The first scrape
+ * only starts the first interval.
+ */
+export class LoopLagSampler {
+  readonly intervals: { at: number; p99Ms: number; maxMs: number; extra: Record<string, number> }[] = [];
+  failures = 0;
+  private readonly timer: NodeJS.Timeout;
+  private last: Promise<void>;
+
+  /** `extra`: more figures read from the same scrape, kept with each interval (counters, gauges). */
+  constructor(
+    private readonly server: ServerProcess,
+    everyMs = 10_000,
+    private readonly extra: (m: Metrics) => Record<string, number> = () => ({}),
+  ) {
+    this.last = this.scrape(false);
+    this.timer = setInterval(() => {
+      this.last = this.scrape(true);
+    }, everyMs);
+  }
+
+  private async scrape(keep: boolean): Promise<void> {
+    try {
+      const m = await this.server.scrape();
+      const p99 = m.sum('safechat_nodejs_eventloop_lag_p99_seconds') * 1000;
+      const max = m.sum('safechat_nodejs_eventloop_lag_max_seconds') * 1000;
+      if (keep) this.intervals.push({ at: now(), p99Ms: round(p99), maxMs: round(max), extra: this.extra(m) });
+    } catch {
+      this.failures++;
+    }
+  }
+
+  /** Ends the last interval; returns the worst interval p99 (an upper bound of the whole run's p99), their median, and the longest delay. */
+  async stop(): Promise<{ intervals: number; p99MaxMs: number; p99MedianMs: number; maxMs: number; failures: number }> {
+    clearInterval(this.timer);
+    await this.last;
+    await this.scrape(true);
+    const p99s = this.intervals.map((i) => i.p99Ms);
+    return {
+      intervals: this.intervals.length,
+      p99MaxMs: round(maxOf(p99s)),
+      p99MedianMs: round(percentile(p99s, 50)),
+      maxMs: round(maxOf(this.intervals.map((i) => i.maxMs))),
+      failures: this.failures,
+    };
+  }
+}
+
+/** This process's soft limit of open files (`ulimit -n`), from /proc/self/limits. */
+export function openFilesLimit(): number {
+  const m = /^Max open files\s+(\d+|unlimited)/m.exec(fs.readFileSync('/proc/self/limits', 'utf8'));
+  return !m || m[1] === 'unlimited' ? Infinity : Number(m[1]);
 }
 
 // ---------------------------------------------------------------------------------------------

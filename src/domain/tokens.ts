@@ -36,7 +36,9 @@ const ACCESS_TYP = 'at+jwt';
 const REFRESH_SHAPE = /^[A-Za-z0-9_-]{43}$/;
 const CLOCK_TOLERANCE_SEC = 5;
 const VERIFIED_CACHE_SIZE = 10_000;
-const JWT_SHAPE = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
+// The signature is HS256's 32 bytes: 43 characters whose last carries 4 bits and two zero bits.
+// A decoder ignores those two, so without this a token had four spellings that all verified.
+const JWT_SHAPE = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]$/;
 
 function hashToken(token: string): string {
   return createHash('sha256').update(token).digest('base64url');

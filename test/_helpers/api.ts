@@ -96,6 +96,13 @@ export class Api {
     return { id: res.body.user.id, username, password, token: res.body.accessToken, refreshToken: res.body.refreshToken };
   }
 
+  /** Another login of a registered user: a new token family (session). */
+  async login(u: Session): Promise<Session> {
+    const res = await this.post<AuthResponse>('/auth/login', { username: u.username, password: u.password });
+    if (res.status !== 200) throw new Error(`login failed: ${res.status} ${res.text}`);
+    return { ...u, token: res.body.accessToken, refreshToken: res.body.refreshToken };
+  }
+
   async chat(a: Session, b: Session): Promise<Chat> {
     const res = await this.post<Chat>('/chats', { participantIds: [b.id] }, a.token);
     if (res.status !== 201 && res.status !== 200) throw new Error(`chat failed: ${res.status} ${res.text}`);

@@ -13,11 +13,7 @@ describeEachDialect('ws session revocation', (dialect) => {
   afterEach(() => closeAllSockets());
 
   /** A second login of the same user: another token family. */
-  async function secondSession(u: Session): Promise<Session> {
-    const res = await srv.api.post('/auth/login', { username: u.username, password: u.password });
-    expect(res.status).toBe(200);
-    return { ...u, token: res.body.accessToken, refreshToken: res.body.refreshToken };
-  }
+  const secondSession = (u: Session) => srv.api.login(u);
 
   it("logout closes that session's sockets with 4401; another session of the same user stays open", async () => {
     const first = await srv.user();

@@ -107,6 +107,7 @@ export class AppContext {
     const instanceId = overrides.instanceId ?? randomUUID();
     const telemetry = new Telemetry();
     const db = await createDatabase(cfg.db, log.db, overrides.databaseWaitMs);
+    telemetry.watchDatabase(() => db.load());
     const redis = overrides.pubsub === undefined && cfg.redisUrl ? await RedisPubSub.connect(cfg.redisUrl, log.pubsub) : null;
     const pubsub = overrides.pubsub !== undefined ? overrides.pubsub : redis;
     // Buckets shared by instances refill by Redis's clock; a test that moves the clock keeps its own.

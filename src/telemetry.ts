@@ -1,4 +1,5 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { DatabaseLoad } from './storage/db.js';
 
 /** Prometheus metrics, one registry per app instance (tests run several in one process). */
 export class Telemetry {
@@ -48,6 +49,29 @@ export class Telemetry {
 
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: 'safechat_' });
+  }
+
+  /** Gauges read from the database at each scrape: the pool's (or commit queue's) backlog. */
+  watchDatabase(load: () => DatabaseLoad): void {
+    new Gauge({
+      name: 'safechat_db_waiting',
+      help: 'Units of work waiting for a pooled connection (PostgreSQL) or a commit group (SQLite)',
+      registers: [this.registry],
+      collect() {
+        this.set(load().waiting);
+      },
+    });
+    new Gauge({
+      name: 'safechat_db_connections',
+      help: 'Database connections, by state (busy, idle)',
+      labelNames: ['state'] as const,
+      registers: [this.registry],
+      collect() {
+        const now = load();
+        this.set({ state: 'busy' }, now.busy);
+        this.set({ state: 'idle' }, now.idle);
+      },
+    });
   }
 
   async render(): Promise<{ contentType: string; body: string }> {

@@ -3,12 +3,11 @@ import { ConflictError, ForbiddenError, NotFoundError, PayloadTooLargeError, Rat
 import type { RateLimiter, Take } from '../limits/limiter.js';
 import { isForeignKeyViolation, isUniqueViolation } from '../storage/dialect.js';
 import type { Database } from '../storage/db.js';
-import { changeUnread, markWritten } from '../storage/repositories/chats.js';
 import {
-  advanceStatus,
   findMessageByClientId,
   findMessageById,
   pageMessages,
+  recordStatus,
   storeMessage,
   type MessageRow,
 } from '../storage/repositories/messages.js';
@@ -98,16 +97,15 @@ export class MessageService {
       receiver_seq: null,
     };
     try {
-      const result = await db.transaction(async (tx): Promise<SendResult> => {
-        const placed = await storeMessage(tx.db, row, body.type === 'key_exchange');
+      // One statement on PostgreSQL (no BEGIN/COMMIT round trips); a commit group on SQLite.
+      const result = await db.oneStatement(async (tx): Promise<SendResult> => {
+        const markWriter = !this.deps.chats.knownWriter(chatId, senderId);
+        const placed = await storeMessage(tx.db, row, { establishesEncryption: body.type === 'key_exchange', markWriter });
         if (!placed.stored) {
           if (!placed.earlier) throw new NotFoundError('receiver not found');
           return { message: toMessage(placed.earlier), created: false };
         }
-        if (!this.deps.chats.knownWriter(chatId, senderId)) {
-          await markWritten(tx.db, chatId, senderId, now);
-          tx.onCommit(() => this.deps.chats.noteWritten(chatId, senderId));
-        }
+        if (markWriter) tx.onCommit(() => this.deps.chats.noteWritten(chatId, senderId));
         const m = toMessage(row);
         mailbox.announce(tx, receiverId, eventFrame('message.new', row.receiver_seq!, m));
         return { message: m, created: true };
@@ -181,12 +179,20 @@ export class MessageService {
     if (!current || (current.sender_id !== userId && current.receiver_id !== userId)) throw new NotFoundError(MESSAGE_NOT_FOUND, current !== undefined);
     if (current.receiver_id !== userId) throw new ForbiddenError('only the receiver can set a message status');
     const now = clock.now();
-    const updated = await db.transaction(async (tx) => {
-      const row = await advanceStatus(tx.db, messageId, status, now);
-      if (!row) return null;
-      if (status === 'read') await changeUnread(tx.db, row.chat_id, userId, -1);
-      await mailbox.append(tx, row.sender_id, 'message.status', { messageId, chatId: row.chat_id, status, updatedAt: iso(now) });
-      return row;
+    const data = { messageId, chatId: current.chat_id, status, updatedAt: iso(now) };
+    // One statement on PostgreSQL (no BEGIN/COMMIT round trips); a commit group on SQLite.
+    const updated = await db.oneStatement(async (tx) => {
+      const recorded = await recordStatus(tx.db, status, {
+        id: messageId,
+        now,
+        chatId: current.chat_id,
+        senderId: current.sender_id,
+        receiverId: userId,
+        data: JSON.stringify(data),
+      });
+      if (!recorded) return null;
+      mailbox.announce(tx, current.sender_id, eventFrame('message.status', recorded.eventSeq, data));
+      return recorded.row;
     });
     if (updated) {
       this.deps.hooks?.statusChanged?.(status);

@@ -18,6 +18,14 @@ export interface Tx {
   onCommit(hook: () => void): void;
 }
 
+export interface DatabaseLoad {
+  /** Units of work waiting: for a pooled client (PostgreSQL), for a commit group (SQLite). */
+  waiting: number;
+  /** Connections doing work; idle ones. SQLite counts its one writer. */
+  busy: number;
+  idle: number;
+}
+
 /** `survivesPowerLoss`: an acknowledged write survives losing the machine, not only the process. */
 export interface Durability {
   settings: Record<string, string>;
@@ -29,6 +37,15 @@ export abstract class Database {
   /** For reads outside a transaction. Code inside `transaction()` must use `tx.db` only. */
   abstract readonly db: Kysely<Schema>;
   abstract transaction<T>(fn: (tx: Tx) => Promise<T>): Promise<T>;
+  /**
+   * A unit of work that writes with **one statement on PostgreSQL**: there it runs autocommitted,
+   * one round trip instead of BEGIN, the statement and COMMIT, holding a pool client for that one
+   * trip only (decision 0023). A second statement would commit on its own: on PostgreSQL, `fn`
+   * must issue exactly one. SQLite runs it like any transaction, in a commit group.
+   */
+  abstract oneStatement<T>(fn: (tx: Tx) => Promise<T>): Promise<T>;
+  /** How loaded the database is, for /metrics: an overload shows as a queue here first. */
+  abstract load(): DatabaseLoad;
 
   constructor(protected readonly log: Logger) {}
 
@@ -236,6 +253,14 @@ export class SqliteDatabase extends Database {
         setImmediate(() => void this.drain());
       }
     });
+  }
+
+  oneStatement<T>(fn: (tx: Tx) => Promise<T>): Promise<T> {
+    return this.transaction(fn);
+  }
+
+  load(): DatabaseLoad {
+    return { waiting: this.queue.length, busy: this.running ? 1 : 0, idle: this.running ? 0 : 1 };
   }
 
   private async drain(): Promise<void> {
@@ -526,11 +551,24 @@ export class PostgresDatabase extends Database {
     return { settings, survivesPowerLoss };
   }
 
-  async transaction<T>(fn: (tx: Tx) => Promise<T>): Promise<T> {
+  transaction<T>(fn: (tx: Tx) => Promise<T>): Promise<T> {
+    return this.retrying((onCommit) => this.db.transaction().execute((trx) => fn({ db: trx, onCommit })));
+  }
+
+  oneStatement<T>(fn: (tx: Tx) => Promise<T>): Promise<T> {
+    return this.retrying((onCommit) => fn({ db: this.db, onCommit }));
+  }
+
+  load(): DatabaseLoad {
+    return { waiting: this.pool.waitingCount, busy: this.pool.totalCount - this.pool.idleCount, idle: this.pool.idleCount };
+  }
+
+  /** Runs a unit, then its after-commit hooks; a deadlock or serialization failure runs it again. */
+  private async retrying<T>(run: (onCommit: (hook: () => void) => void) => Promise<T>): Promise<T> {
     for (let attempt = 1; ; attempt++) {
       const hooks: (() => void)[] = [];
       try {
-        const value = await this.db.transaction().execute((trx) => fn({ db: trx, onCommit: (h) => hooks.push(h) }));
+        const value = await run((h) => hooks.push(h));
         runHooks(hooks, this.log);
         return value;
       } catch (err) {

@@ -290,14 +290,14 @@ describeEachDialect('messages to a deleted account', (dialect) => {
     const [a, b] = await Promise.all([api.register(), api.register()]);
     const m = await api.send(a, { receiverId: b.id });
     // The sender's account (and with it the message) goes after the route found the message and
-    // before its transaction runs: the one interleaving that reaches the re-read.
+    // before its write runs: the one interleaving that reaches the re-read.
     const db = s.ctx.db;
-    const transaction = db.transaction.bind(db);
-    db.transaction = (async (fn: Parameters<typeof transaction>[0]) => {
-      db.transaction = transaction;
+    const oneStatement = db.oneStatement.bind(db);
+    db.oneStatement = (async (fn: Parameters<typeof oneStatement>[0]) => {
+      db.oneStatement = oneStatement;
       await deleteUser(db.db, a.id);
-      return transaction(fn);
-    }) as typeof db.transaction;
+      return oneStatement(fn);
+    }) as typeof db.oneStatement;
     const res = await api.put(`/messages/${m.id}/status`, { status: 'read' }, b.token);
     expect(res.status).toBe(404);
     expect(isErrorShape(res.body, 'not_found')).toBe(true);

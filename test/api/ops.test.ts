@@ -1,4 +1,5 @@
-import { afterAll, beforeAll, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { PostgresDatabase } from '../../src/storage/db.js';
 import { Api } from '../_helpers/api.js';
 import { testServer, type TestServer } from '../_helpers/server.js';
 
@@ -60,4 +61,41 @@ it('GET /metrics counts refusals by limit and status changes by status', async (
   const text = (await api.get('/metrics')).text;
   expect(text).toMatch(/safechat_message_status_updates_total\{status="read"\} 1/);
   expect(text).toMatch(/safechat_rate_limited_total\{limit="loginFailuresPerAccount"\} 1/);
+});
+
+it('GET /metrics reports the database: nothing waiting when idle, its one writer (SQLite)', async () => {
+  const text = (await api.get('/metrics')).text;
+  expect(text).toMatch(/^safechat_db_waiting 0$/m);
+  expect(text).toMatch(/^safechat_db_connections\{state="idle"\} 1$/m);
+});
+
+describe.skipIf(!process.env.TEST_DATABASE_URL)('metrics on PostgreSQL', () => {
+  it('GET /metrics shows requests waiting for a pooled connection while the pool is exhausted', async () => {
+    const pg = await testServer({ dialect: 'postgres', cfg: (cfg) => cfg.db.kind === 'postgres' && (cfg.db.poolSize = 1) });
+    try {
+      const papi = new Api(pg.app);
+      const [a, b] = await Promise.all([papi.register(), papi.register()]);
+      const held = await (pg.ctx.db as PostgresDatabase).pool.connect();
+      let released = false;
+      try {
+        const sends = [papi.send(a, { receiverId: b.id }), papi.send(b, { receiverId: a.id })];
+        let text = '';
+        for (let i = 0; i < 100 && !/^safechat_db_waiting [1-9]/m.test(text); i++) {
+          await new Promise((r) => setTimeout(r, 10));
+          text = (await papi.get('/metrics')).text;
+        }
+        expect(text).toMatch(/^safechat_db_waiting 2$/m);
+        expect(text).toMatch(/^safechat_db_connections\{state="busy"\} 1$/m);
+        expect(text).toMatch(/^safechat_db_connections\{state="idle"\} 0$/m);
+        held.release();
+        released = true;
+        await Promise.all(sends);
+        expect((await papi.get('/metrics')).text).toMatch(/^safechat_db_waiting 0$/m);
+      } finally {
+        if (!released) held.release();
+      }
+    } finally {
+      await pg.close();
+    }
+  });
 });

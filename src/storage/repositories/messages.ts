@@ -2,7 +2,8 @@ import type { Kysely, Selectable } from 'kysely';
 import { dialectOf } from '../dialect.js';
 import { prepared } from '../prepared.js';
 import { MESSAGE_COLUMNS, type MessagesTable, type Schema } from '../schema.js';
-import { changeUnread, settleChat } from './chats.js';
+import { changeUnread, markWritten, settleChat } from './chats.js';
+import { insertEvent, nextEventSeq } from './events.js';
 
 export type MessageRow = Selectable<MessagesTable>;
 export type MessageStatus = MessageRow['status'];
@@ -15,15 +16,16 @@ const byClientIdQ = prepared<{ senderId: string; clientMessageId: string }, Mess
 type StoreArgs = Omit<MessageRow, 'seq' | 'receiver_seq'>;
 
 /**
- * PostgreSQL: the whole send in one statement (one round trip instead of four). Every part is
- * atomic with the insert: a chat or mailbox that is gone leaves a NULL that the insert's NOT NULL
- * or foreign key refuses, failing the statement, and so does a repeated `clientMessageId` (the
- * unique key; the caller then reads the original). Row locks are always taken in one order: the
- * chat, the receiver's mailbox, their member row.
+ * PostgreSQL: the whole send in one statement, run autocommitted (one round trip instead of four;
+ * decision 0023). Every part is atomic with the insert: a chat or mailbox that is gone leaves a
+ * NULL that the insert's NOT NULL or foreign key refuses, failing the statement, and so does a
+ * repeated `clientMessageId` (the unique key; the caller then reads the original). Row locks are
+ * always taken in one order: the chat, the receiver's mailbox, the member rows (the chat's lock
+ * orders every send of the chat). `markWriter` also records the sender's first write (`wrote_at`).
  */
-const storePgQ = (establish: boolean) =>
-  prepared<StoreArgs, { seq: number; receiver_seq: number }>((db, arg) =>
-    db
+const storePgQ = (establish: boolean, markWriter: boolean) =>
+  prepared<StoreArgs, { seq: number; receiver_seq: number }>((db, arg) => {
+    const q = db
       .with('c', (qb) =>
         qb
           .updateTable('chats')
@@ -50,17 +52,30 @@ const storePgQ = (establish: boolean) =>
           .where('chat_id', '=', arg('chat_id'))
           .where('user_id', '=', arg('receiver_id'))
           .returning('user_id'),
-      )
+      );
+    return (
+      markWriter
+        ? q.with('w', (qb) =>
+            qb
+              .updateTable('chat_members')
+              .set({ wrote_at: arg('created_at') })
+              .where('chat_id', '=', arg('chat_id'))
+              .where('user_id', '=', arg('sender_id'))
+              .where('wrote_at', 'is', null)
+              .returning('user_id'),
+          )
+        : q
+    )
       .insertInto('messages')
       .values((eb) => ({
         ...(Object.fromEntries(MESSAGE_COLUMNS.filter((c) => c !== 'seq' && c !== 'receiver_seq').map((c) => [c, arg(c)])) as unknown as StoreArgs),
         seq: eb.selectFrom('c').select('last_seq'),
         receiver_seq: eb.selectFrom('mb').select('last_seq'),
       }))
-      .returning(['seq', 'receiver_seq']),
-  );
-const storePgKeepQ = storePgQ(false);
-const storePgEstablishQ = storePgQ(true);
+      .returning(['seq', 'receiver_seq']);
+  });
+/** Indexed by `establish * 2 + markWriter`. */
+const storePgQs = [storePgQ(false, false), storePgQ(false, true), storePgQ(true, false), storePgQ(true, true)];
 
 /**
  * SQLite: the insert takes its numbers from the chat and the receiver's mailbox, and a retry with a
@@ -97,15 +112,21 @@ const settleMailboxQ = prepared<{ userId: string; seq: number }, never>((db, arg
 export type StoreOutcome = { stored: true } | { stored: false; earlier: MessageRow | undefined };
 
 /**
- * Stores a message inside a transaction and moves its counters: the chat's `seq` (and its latest
- * message), the receiver's log position (`receiver_seq`: the row is their message.new event) and
- * their unread count. Fills in `row.seq` and `row.receiver_seq`. Not stored: `earlier` is the
- * sender's message with the same `clientMessageId`, or undefined when the receiver's account is
- * gone. PostgreSQL reports both as errors instead (unique and foreign key violations).
+ * Stores a message and moves its counters: the chat's `seq` (and its latest message), the
+ * receiver's log position (`receiver_seq`: the row is their message.new event) and their unread
+ * count; with `markWriter`, the sender's first write in the chat. Fills in `row.seq` and
+ * `row.receiver_seq`. SQLite: inside a transaction. PostgreSQL: one statement (run it with
+ * `Database.oneStatement`). Not stored: `earlier` is the sender's message with the same
+ * `clientMessageId`, or undefined when the receiver's account is gone. PostgreSQL reports both
+ * as errors instead (unique and foreign key violations).
  */
-export async function storeMessage(db: Kysely<Schema>, row: MessageRow, establishesEncryption: boolean): Promise<StoreOutcome> {
+export async function storeMessage(
+  db: Kysely<Schema>,
+  row: MessageRow,
+  opts: { establishesEncryption: boolean; markWriter: boolean },
+): Promise<StoreOutcome> {
   if (dialectOf(db) === 'postgres') {
-    const placed = await (establishesEncryption ? storePgEstablishQ : storePgKeepQ).first(db, row);
+    const placed = await storePgQs[Number(opts.establishesEncryption) * 2 + Number(opts.markWriter)]!.first(db, row);
     if (!placed) return { stored: false, earlier: undefined };
     row.seq = Number(placed.seq);
     row.receiver_seq = Number(placed.receiver_seq);
@@ -118,9 +139,10 @@ export async function storeMessage(db: Kysely<Schema>, row: MessageRow, establis
   }
   row.seq = Number(placed.seq);
   row.receiver_seq = Number(placed.receiver_seq);
-  await settleChat(db, row.chat_id, row.seq, row.id, row.created_at, establishesEncryption);
+  await settleChat(db, row.chat_id, row.seq, row.id, row.created_at, opts.establishesEncryption);
   await settleMailboxQ.execute(db, { userId: row.receiver_id, seq: row.receiver_seq });
   await changeUnread(db, row.chat_id, row.receiver_id, 1);
+  if (opts.markWriter) await markWritten(db, row.chat_id, row.sender_id, row.created_at);
   return { stored: true };
 }
 
@@ -161,23 +183,118 @@ export async function pageMessages(db: Kysely<Schema>, chatId: string, userId: s
   return { rows, hasMore };
 }
 
-/** Moves a message's status forward only; returns the updated row, or undefined if it was not behind. */
-export function advanceStatus(
-  db: Kysely<Schema>,
-  id: string,
-  to: 'delivered' | 'read',
-  now: number,
-): Promise<MessageRow | undefined> {
-  const from: MessageStatus[] = to === 'read' ? ['sent', 'delivered'] : ['sent'];
-  return db
-    .updateTable('messages')
-    .set((eb) => ({
-      status: to,
-      delivered_at: eb.fn.coalesce('delivered_at', eb.val(now)),
-      ...(to === 'read' ? { read_at: now } : {}),
-    }))
-    .where('id', '=', id)
-    .where('status', 'in', from)
-    .returningAll()
-    .executeTakeFirst();
+const STATUS_FROM = { delivered: ['sent'], read: ['sent', 'delivered'] } as const satisfies Record<string, MessageStatus[]>;
+type StatusTo = keyof typeof STATUS_FROM;
+
+const advanceQ = (to: StatusTo) =>
+  prepared<{ id: string; now: number }, MessageRow>((db, arg) =>
+    db
+      .updateTable('messages')
+      .set((eb) => ({
+        status: to,
+        delivered_at: eb.fn.coalesce('delivered_at', eb.val(arg('now'))),
+        ...(to === 'read' ? { read_at: arg('now') } : {}),
+      }))
+      .where('id', '=', arg('id'))
+      .where('status', 'in', [...STATUS_FROM[to]])
+      .returningAll(),
+  );
+const advanceQs = { delivered: advanceQ('delivered'), read: advanceQ('read') };
+
+type StatusArgs = {
+  id: string;
+  now: number;
+  /** The message's chat, sender and receiver, as read before (they never change). */
+  chatId: string;
+  senderId: string;
+  receiverId: string;
+  /** The sender's message.status event data, as JSON. */
+  data: string;
+};
+
+/**
+ * PostgreSQL: the status update in one statement, run autocommitted (decision 0023): the message
+ * moves forward, a read takes one off the receiver's unread count, and the sender's log gets its
+ * message.status event at the next position of their mailbox. Nothing changes unless the message
+ * was behind (every other part waits for `m`).
+ */
+const statusPgQ = (to: StatusTo) =>
+  prepared<StatusArgs, MessageRow & { event_seq: number }>((db, arg) => {
+    const q = db
+      .with('m', (qb) =>
+        qb
+          .updateTable('messages')
+          .set((eb) => ({
+            status: to,
+            delivered_at: eb.fn.coalesce('delivered_at', eb.val(arg('now'))),
+            ...(to === 'read' ? { read_at: arg('now') } : {}),
+          }))
+          .where('id', '=', arg('id'))
+          .where('status', 'in', [...STATUS_FROM[to]])
+          .returningAll(),
+      )
+      .with('mb', (qb) =>
+        qb
+          .updateTable('mailboxes')
+          .set((eb) => ({ last_seq: eb('last_seq', '+', 1) }))
+          .where('user_id', '=', arg('senderId'))
+          .where((eb) => eb.exists(eb.selectFrom('m').select('m.id')))
+          .returning('last_seq'),
+      )
+      .with('e', (qb) =>
+        qb
+          .insertInto('events')
+          .columns(['user_id', 'seq', 'type', 'data', 'created_at'])
+          .expression(
+            qb
+              .selectFrom('mb')
+              .select((eb) => [
+                eb.val(arg('senderId')).as('user_id'),
+                'mb.last_seq as seq',
+                eb.val('message.status').as('type'),
+                eb.val(arg('data')).as('data'),
+                eb.cast(eb.val(arg('now')), 'bigint').as('created_at'),
+              ]) as never,
+          )
+          .returning('seq'),
+      );
+    return (
+      to === 'read'
+        ? q.with('u', (qb) =>
+            qb
+              .updateTable('chat_members')
+              .set((eb) => ({ unread_count: eb.case().when('unread_count', '>', 0).then(eb('unread_count', '-', 1)).else(0).end() }))
+              .where('chat_id', '=', arg('chatId'))
+              .where('user_id', '=', arg('receiverId'))
+              .where((eb) => eb.exists(eb.selectFrom('m').select('m.id')))
+              .returning('user_id'),
+          )
+        : q
+    )
+      .selectFrom(['m', 'mb'])
+      .selectAll('m')
+      .select('mb.last_seq as event_seq');
+  });
+const statusPgQs = { delivered: statusPgQ('delivered'), read: statusPgQ('read') };
+
+/**
+ * Moves a message's status forward only, and appends the sender's message.status event (`data`)
+ * at `eventSeq`; a read also takes one off the receiver's unread count. SQLite: inside a
+ * transaction. PostgreSQL: one statement (run it with `Database.oneStatement`). Undefined when
+ * the message was not behind (or is gone, or its sender's mailbox is).
+ */
+export async function recordStatus(db: Kysely<Schema>, to: StatusTo, args: StatusArgs): Promise<{ row: MessageRow; eventSeq: number } | undefined> {
+  if (dialectOf(db) === 'postgres') {
+    const placed = await statusPgQs[to].first(db, args);
+    if (!placed) return undefined;
+    const { event_seq: eventSeq, ...row } = placed;
+    return { row, eventSeq: Number(eventSeq) };
+  }
+  const row = await advanceQs[to].first(db, { id: args.id, now: args.now });
+  if (!row) return undefined;
+  if (to === 'read') await changeUnread(db, args.chatId, args.receiverId, -1);
+  const eventSeq = await nextEventSeq(db, args.senderId);
+  if (eventSeq === undefined) throw new Error('mailbox missing');
+  await insertEvent(db, { user_id: args.senderId, seq: eventSeq, type: 'message.status', data: args.data, created_at: args.now });
+  return { row, eventSeq };
 }

@@ -207,6 +207,29 @@ describeEachDialect('key directory', (dialect) => {
     for (const sock of [yWs, wWs, zAgain]) sock.close();
   });
 
+  it('an upload that finds the identity key changed since it was checked answers 409 and changes nothing', async () => {
+    const u = await api.register();
+    const first = keyUpload(undefined, 3);
+    await api.put('/keys', first.body, u.token);
+    const other = keyUpload(undefined, 2);
+    // Another upload (a new identity) commits after this one read the key and before it writes:
+    // this one was not charged for an identity change, so it must not make one.
+    const db = s.ctx.db;
+    const transaction = db.transaction.bind(db);
+    db.transaction = (async (fn: Parameters<typeof transaction>[0]) => {
+      db.transaction = transaction;
+      expect((await api.put('/keys', other.body, u.token)).status).toBe(200);
+      return transaction(fn);
+    }) as typeof db.transaction;
+    const res = await api.put('/keys', keyUpload(first.identity, 4, 100).body, u.token);
+    expect(res.status).toBe(409);
+    expect(isErrorShape(res.body, 'conflict')).toBe(true);
+    expect((await api.get(`/users/${u.id}`, alice.token)).body.publicKey).toBe(other.body.identityKey);
+    expect((await api.get('/keys/count', u.token)).body.oneTimePreKeys).toBe(2);
+    // Uploading again, now knowing the current key, works.
+    expect((await api.put('/keys', keyUpload(other.identity, 1, 200).body, u.token)).status).toBe(200);
+  });
+
   it('bundle claims are rate limited per requester (429 with Retry-After)', async () => {
     const u = await api.register();
     await api.put('/keys', keyUpload(undefined, 1).body, u.token);

@@ -119,12 +119,15 @@ describe.skipIf(skip !== null)('load on two instances (T-LOAD-02)', () => {
       const genCpu0 = process.cpuUsage();
       const genLag = monitorEventLoopDelay({ resolution: 10 });
       genLag.enable();
-      // With each 10 s of event-loop delay, the server's own counts: stored, 503s, sockets it closed.
+      // With each 10 s of event-loop delay, the server's own counts: stored, 503s, sockets it closed,
+      // and at that moment the work waiting for a pooled connection and the connections in use.
       const serverCounts = (m: Metrics) => ({
         stored: m.sum('safechat_messages_stored_total'),
         http503: m.sum('safechat_http_requests_total', (l) => l.status === '503'),
         wsClosed: m.sum('safechat_ws_closed_total'),
         sockets: m.sum('safechat_ws_connections'),
+        dbWaiting: m.sum('safechat_db_waiting'),
+        dbBusy: m.sum('safechat_db_connections', (l) => l.state === 'busy'),
       });
       const lag = new Map(instances.map((s) => [s, new LoopLagSampler(s, 10_000, serverCounts)]));
       const tLoad = now();

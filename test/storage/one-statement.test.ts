@@ -29,6 +29,29 @@ describeEachDialect('a send records its writer', (dialect) => {
   });
 });
 
+describeEachDialect('a status update is all or nothing', (dialect) => {
+  it("whose sender's mailbox is gone fails whole: the status and the unread count stay, no event", async () => {
+    const s = await testServer({ dialect });
+    try {
+      const api = new Api(s.app);
+      const [a, b] = await Promise.all([api.register(), api.register()]);
+      const m = await api.send(a, { receiverId: b.id });
+      // Not reachable through the API (a mailbox goes only with its account and its messages):
+      // removed by hand, to see that the event's absence fails the update instead of being skipped.
+      await s.ctx.db.db.deleteFrom('mailboxes').where('user_id', '=', a.id).execute();
+      const res = await api.put(`/messages/${m.id}/status`, { status: 'read' }, b.token);
+      expect(res.status).toBe(500);
+      const row = await s.ctx.db.db.selectFrom('messages').select(['status', 'read_at']).where('id', '=', m.id).executeTakeFirstOrThrow();
+      expect(row).toEqual({ status: 'sent', read_at: null });
+      const member = await s.ctx.db.db.selectFrom('chat_members').select('unread_count').where('chat_id', '=', m.chatId).where('user_id', '=', b.id).executeTakeFirstOrThrow();
+      expect(Number(member.unread_count)).toBe(1);
+      expect(await s.ctx.db.db.selectFrom('events').select('seq').where('user_id', '=', a.id).execute()).toEqual([]);
+    } finally {
+      await s.close();
+    }
+  });
+});
+
 describe.skipIf(!process.env.TEST_DATABASE_URL)('PostgreSQL sends and status updates: one round trip each', () => {
   it('stores a message, and then its status, with one autocommitted statement each; a retry reads the original', async () => {
     // One pool client: every statement of the send goes through it, so the log below is complete.

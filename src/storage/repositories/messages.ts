@@ -216,7 +216,11 @@ type StatusArgs = {
  * PostgreSQL: the status update in one statement, run autocommitted (decision 0023): the message
  * moves forward, a read takes one off the receiver's unread count, and the sender's log gets its
  * message.status event at the next position of their mailbox. Nothing changes unless the message
- * was behind (every other part waits for `m`).
+ * was behind (every other part waits for `m`). The event row is one per moved message, its
+ * position from `mb` by an outer join: a sender's mailbox that is gone leaves a NULL position that
+ * the NOT NULL refuses, failing the whole statement rather than committing a change with no event.
+ * Row locks, in order: the message, the sender's mailbox, the receiver's member row (a send takes
+ * a mailbox before any member row too).
  */
 const statusPgQ = (to: StatusTo) =>
   prepared<StatusArgs, MessageRow & { event_seq: number }>((db, arg) => {
@@ -247,7 +251,8 @@ const statusPgQ = (to: StatusTo) =>
           .columns(['user_id', 'seq', 'type', 'data', 'created_at'])
           .expression(
             qb
-              .selectFrom('mb')
+              .selectFrom('m')
+              .leftJoin('mb', (join) => join.onTrue())
               .select((eb) => [
                 eb.val(arg('senderId')).as('user_id'),
                 'mb.last_seq as seq',

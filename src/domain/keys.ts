@@ -3,7 +3,7 @@ import type { Logger } from 'pino';
 import { ConflictError, NotFoundError, ValidationError } from '../errors.js';
 import type { RateLimiter } from '../limits/limiter.js';
 import type { Database } from '../storage/db.js';
-import { contactIds, resetEncryptionStatus } from '../storage/repositories/chats.js';
+import { resetEncryptionStatus } from '../storage/repositories/chats.js';
 import {
   addOneTimePrekeys,
   claimOneTimePrekey,
@@ -97,7 +97,7 @@ export class KeyService {
         // Pre-keys signed by the old identity are worthless now; contacts must re-verify.
         await deleteOneTimePrekeys(tx.db, userId);
         await resetEncryptionStatus(tx.db, userId);
-        for (const contact of await contactIds(tx.db, userId)) await mailbox.append(tx, contact, 'key.changed', { userId });
+        await mailbox.appendToContacts(tx, userId, 'key.changed', { userId });
       }
       await upsertSignedPrekey(tx.db, {
         user_id: userId,

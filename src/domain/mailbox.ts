@@ -1,6 +1,6 @@
 import type { EventDataByType, EventFrame, EventType, Message } from '@safechat/protocol';
 import type { Database, Tx } from '../storage/db.js';
-import { insertEvent, mailboxHead, nextEventSeq, readLogAfter } from '../storage/repositories/events.js';
+import { appendToContacts, insertEvent, mailboxHead, nextEventSeq, readLogAfter } from '../storage/repositories/events.js';
 import type { Clock } from '../util/clock.js';
 import { messageJson, toMessage } from './wire.js';
 
@@ -48,6 +48,12 @@ export class Mailbox {
     if (seq === undefined) throw new Error('mailbox missing');
     await insertEvent(tx.db, { user_id: userId, seq, type, data: JSON.stringify(data), created_at: this.clock.now() });
     this.announce(tx, userId, eventFrame(type, seq, data));
+  }
+
+  /** Appends the event to the log of everyone who shares a chat with `userId`. */
+  async appendToContacts<T extends Exclude<EventType, 'message.new'>>(tx: Tx, userId: string, type: T, data: EventDataByType[T]): Promise<void> {
+    const placed = await appendToContacts(tx.db, userId, { type, data: JSON.stringify(data), created_at: this.clock.now() });
+    for (const p of placed) this.announce(tx, p.userId, eventFrame(type, p.seq, data));
   }
 
   /** Feeds live sockets once the transaction has committed. */

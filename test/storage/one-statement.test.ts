@@ -2,6 +2,7 @@ import type pg from 'pg';
 import { describe, expect, it } from 'vitest';
 import type { PostgresDatabase } from '../../src/storage/db.js';
 import { Api, envelope } from '../_helpers/api.js';
+import { keyUpload } from '../_helpers/keys.js';
 import { describeEachDialect, testServer } from '../_helpers/server.js';
 
 describeEachDialect('a send records its writer', (dialect) => {
@@ -110,6 +111,40 @@ describe.skipIf(!process.env.TEST_DATABASE_URL)('PostgreSQL sends and status upd
         ['message.status', 'read'],
       ]);
       expect(Number(events[1]!.seq)).toBe(Number(events[0]!.seq) + 1);
+    } finally {
+      await s.close();
+    }
+  });
+});
+
+describe.skipIf(!process.env.TEST_DATABASE_URL)('PostgreSQL identity change: one statement for every contact', () => {
+  it("appends key.changed to each contact's log once, with one statement however many contacts", async () => {
+    const s = await testServer({ dialect: 'postgres', cfg: (cfg) => cfg.db.kind === 'postgres' && (cfg.db.poolSize = 1) });
+    try {
+      const api = new Api(s.app);
+      const [x, y1, y2, y3, w] = await Promise.all([api.register(), api.register(), api.register(), api.register(), api.register()]);
+      await api.put('/keys', keyUpload(undefined, 2).body, x.token);
+      // y1 shares two chats with x (one event, not two); w shares none.
+      expect((await api.post('/chats', { participantIds: [y1.id, y2.id] }, x.token)).status).toBe(201);
+      await api.chat(x, y1);
+      await api.chat(x, y3);
+      const client = await (s.ctx.db as PostgresDatabase).pool.connect();
+      const sent: string[] = [];
+      const query = client.query.bind(client) as (...args: unknown[]) => unknown;
+      (client as unknown as { query: typeof query }).query = (...args: unknown[]) => {
+        const first = args[0];
+        sent.push(typeof first === 'string' ? first : String((first as pg.QueryConfig).text));
+        return query(...args);
+      };
+      client.release();
+
+      expect((await api.put('/keys', keyUpload(undefined, 2).body, x.token)).status).toBe(200);
+      expect(sent.filter((q) => /insert into "events"/.test(q))).toHaveLength(1);
+      expect(sent.filter((q) => /update "mailboxes"/.test(q))).toHaveLength(1);
+      const events = await s.ctx.db.db.selectFrom('events').select(['user_id', 'type', 'data']).where('type', '=', 'key.changed').execute();
+      expect(events.map((e) => e.user_id).sort()).toEqual([y1.id, y2.id, y3.id].sort());
+      for (const e of events) expect(JSON.parse(e.data!)).toEqual({ userId: x.id });
+      expect(events.some((e) => e.user_id === w.id)).toBe(false);
     } finally {
       await s.close();
     }

@@ -1,5 +1,7 @@
 import { sql, type Kysely, type Selectable } from 'kysely';
+import { dialectOf } from '../dialect.js';
 import { prepared } from '../prepared.js';
+import { contactIds } from './chats.js';
 import { MESSAGE_COLUMNS, type EventsTable, type MessagesTable, type Schema } from '../schema.js';
 
 export type EventRow = Selectable<EventsTable>;
@@ -54,6 +56,62 @@ export async function nextEventSeq(db: Kysely<Schema>, userId: string): Promise<
 
 export async function insertEvent(db: Kysely<Schema>, row: EventRow): Promise<void> {
   await insertQ.execute(db, row);
+}
+
+/**
+ * Appends one event to the log of everyone who shares a chat with `userId`; returns where each
+ * entry went. PostgreSQL: one statement (the contacts, their mailboxes' next positions, the rows)
+ * instead of two round trips per contact while the transaction holds their mailboxes. SQLite:
+ * contact by contact, in id order.
+ */
+export async function appendToContacts(
+  db: Kysely<Schema>,
+  userId: string,
+  event: { type: string; data: string; created_at: number },
+): Promise<{ userId: string; seq: number }[]> {
+  if (dialectOf(db) === 'postgres') {
+    const rows = await db
+      .with('c', (qb) =>
+        qb
+          .selectFrom('chat_members as other')
+          .innerJoin('chat_members as mine', 'mine.chat_id', 'other.chat_id')
+          .select('other.user_id')
+          .distinct()
+          .where('mine.user_id', '=', userId)
+          .where('other.user_id', '!=', userId),
+      )
+      .with('mb', (qb) =>
+        qb
+          .updateTable('mailboxes')
+          .set((eb) => ({ last_seq: eb('last_seq', '+', 1) }))
+          .where('user_id', 'in', qb.selectFrom('c').select('c.user_id'))
+          .returning(['user_id', 'last_seq']),
+      )
+      .insertInto('events')
+      .columns(['user_id', 'seq', 'type', 'data', 'created_at'])
+      .expression((eb) =>
+        eb
+          .selectFrom('mb')
+          .select([
+            'mb.user_id',
+            'mb.last_seq',
+            eb.val(event.type).as('type'),
+            eb.val(event.data).as('data'),
+            eb.cast(eb.val(event.created_at), 'bigint').as('created_at'),
+          ]) as never,
+      )
+      .returning(['user_id', 'seq'])
+      .execute();
+    return rows.map((r) => ({ userId: r.user_id, seq: Number(r.seq) }));
+  }
+  const placed: { userId: string; seq: number }[] = [];
+  for (const contact of await contactIds(db, userId)) {
+    const seq = await nextEventSeq(db, contact);
+    if (seq === undefined) continue; // no mailbox, no entry: as PostgreSQL's update finds no row
+    await insertEvent(db, { user_id: contact, seq, ...event });
+    placed.push({ userId: contact, seq });
+  }
+  return placed;
 }
 
 const headQ = prepared<{ userId: string }, { last_seq: number; pruned_through: number }>((db, arg) =>

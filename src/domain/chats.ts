@@ -21,6 +21,9 @@ const CHAT_NOT_FOUND = 'chat not found';
 const DIRECT_CHAT_CACHE = 100_000;
 const MEMBER_CACHE = 100_000;
 const WRITER_CACHE = 200_000;
+const SILENT_CACHE = 100_000;
+/** How long "has not written" is reused: a stranger's burst costs one read, not one per message. */
+const SILENT_FOR_MS = 5_000;
 
 export function directKey(a: string, b: string): string {
   return a < b ? `${a}:${b}` : `${b}:${a}`;
@@ -33,6 +36,12 @@ export class ChatService {
   private readonly members = new Map<string, readonly string[]>();
   /** `chatId:userId` of members known to have written in the chat (it never becomes untrue). */
   private readonly writers = new Set<string>();
+  /**
+   * `chatId:userId` of members found not to have written, and until when that answer is reused.
+   * It can turn untrue on another instance; meanwhile this one charges the strangers' allowance a
+   * few seconds longer (stricter, never looser). A write through this instance clears it.
+   */
+  private readonly silent = new Map<string, number>();
 
   constructor(
     private readonly db: Database,
@@ -128,9 +137,16 @@ export class ChatService {
    * its contacts, and is not charged to the receiver's allowance for strangers (decision 0022).
    */
   async hasWritten(chatId: string, userId: string): Promise<boolean> {
-    if (this.writers.has(`${chatId}:${userId}`)) return true;
+    const key = `${chatId}:${userId}`;
+    if (this.writers.has(key)) return true;
+    const now = this.clock.now();
+    if ((this.silent.get(key) ?? 0) > now) return false;
     const wrote = await hasWritten(this.db.db, chatId, userId);
     if (wrote) this.noteWritten(chatId, userId);
+    else {
+      if (this.silent.size >= SILENT_CACHE) this.silent.delete(this.silent.keys().next().value!);
+      this.silent.set(key, now + SILENT_FOR_MS);
+    }
     return wrote;
   }
 
@@ -141,8 +157,10 @@ export class ChatService {
 
   /** After a committed message: its sender has written in the chat. */
   noteWritten(chatId: string, userId: string): void {
+    const key = `${chatId}:${userId}`;
     if (this.writers.size >= WRITER_CACHE) this.writers.delete(this.writers.values().next().value!);
-    this.writers.add(`${chatId}:${userId}`);
+    this.writers.add(key);
+    this.silent.delete(key);
   }
 
   /** After an account is deleted: forget every remembered member list that named it. */

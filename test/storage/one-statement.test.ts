@@ -81,6 +81,8 @@ describe.skipIf(!process.env.TEST_DATABASE_URL)('PostgreSQL sends and status upd
       await api.send(a, { chatId: chat.id });
       expect(writes()).toHaveLength(1);
       expect(writes()[0]).not.toContain('"w" as');
+      // b has not written: looked up once for the strangers' allowance, then remembered a while.
+      expect(sent.filter((q) => q.includes('select "wrote_at"'))).toEqual([]);
 
       // A retry fails its one statement on the unique key and is answered with the original.
       sent.length = 0;

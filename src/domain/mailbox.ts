@@ -1,6 +1,6 @@
 import type { EventDataByType, EventFrame, EventType, Message } from '@safechat/protocol';
 import type { Database, Tx } from '../storage/db.js';
-import { appendToContacts, insertEvent, mailboxHead, nextEventSeq, readLogAfter } from '../storage/repositories/events.js';
+import { appendEvent, appendToContacts, mailboxHead, readLogAfter } from '../storage/repositories/events.js';
 import type { Clock } from '../util/clock.js';
 import { messageJson, toMessage } from './wire.js';
 
@@ -44,9 +44,8 @@ export class Mailbox {
    * takes its seq and stores it on the row); the sender only `announce`s it.
    */
   async append<T extends Exclude<EventType, 'message.new'>>(tx: Tx, userId: string, type: T, data: EventDataByType[T]): Promise<void> {
-    const seq = await nextEventSeq(tx.db, userId);
+    const seq = await appendEvent(tx.db, userId, { type, data: JSON.stringify(data), created_at: this.clock.now() });
     if (seq === undefined) throw new Error('mailbox missing');
-    await insertEvent(tx.db, { user_id: userId, seq, type, data: JSON.stringify(data), created_at: this.clock.now() });
     this.announce(tx, userId, eventFrame(type, seq, data));
   }
 

@@ -1,4 +1,4 @@
-import type { Kysely, Selectable } from 'kysely';
+import type { ExpressionBuilder, Kysely, Selectable } from 'kysely';
 import { prepared } from '../prepared.js';
 import type { ChatsTable, Schema } from '../schema.js';
 
@@ -97,10 +97,13 @@ const unreadUpQ = prepared<UnreadArgs, never>((db, arg) =>
     .where('chat_id', '=', arg('chatId'))
     .where('user_id', '=', arg('userId')),
 );
+/** One fewer unread, never below zero. */
+export const oneLessUnread = (eb: ExpressionBuilder<Schema, 'chat_members'>) =>
+  eb.case().when('unread_count', '>', 0).then(eb('unread_count', '-', 1)).else(0).end();
 const unreadDownQ = prepared<UnreadArgs, never>((db, arg) =>
   db
     .updateTable('chat_members')
-    .set((eb) => ({ unread_count: eb.case().when('unread_count', '>', 0).then(eb('unread_count', '-', 1)).else(0).end() }))
+    .set((eb) => ({ unread_count: oneLessUnread(eb) }))
     .where('chat_id', '=', arg('chatId'))
     .where('user_id', '=', arg('userId')),
 );

@@ -58,6 +58,13 @@ export async function insertEvent(db: Kysely<Schema>, row: EventRow): Promise<vo
   await insertQ.execute(db, row);
 }
 
+/** Appends an event at the user's next log position; undefined (nothing written) without a mailbox. */
+export async function appendEvent(db: Kysely<Schema>, userId: string, event: Omit<EventRow, 'user_id' | 'seq'>): Promise<number | undefined> {
+  const seq = await nextEventSeq(db, userId);
+  if (seq !== undefined) await insertEvent(db, { user_id: userId, seq, ...event });
+  return seq;
+}
+
 /**
  * Appends one event to the log of everyone who shares a chat with `userId`; returns where each
  * entry went. PostgreSQL: one statement (the contacts, their mailboxes' next positions, the rows)
@@ -67,7 +74,7 @@ export async function insertEvent(db: Kysely<Schema>, row: EventRow): Promise<vo
 export async function appendToContacts(
   db: Kysely<Schema>,
   userId: string,
-  event: { type: string; data: string; created_at: number },
+  event: Omit<EventRow, 'user_id' | 'seq'>,
 ): Promise<{ userId: string; seq: number }[]> {
   if (dialectOf(db) === 'postgres') {
     const rows = await db
@@ -106,10 +113,9 @@ export async function appendToContacts(
   }
   const placed: { userId: string; seq: number }[] = [];
   for (const contact of await contactIds(db, userId)) {
-    const seq = await nextEventSeq(db, contact);
-    if (seq === undefined) continue; // no mailbox, no entry: as PostgreSQL's update finds no row
-    await insertEvent(db, { user_id: contact, seq, ...event });
-    placed.push({ userId: contact, seq });
+    // No mailbox, no entry: as PostgreSQL's update finds no row.
+    const seq = await appendEvent(db, contact, event);
+    if (seq !== undefined) placed.push({ userId: contact, seq });
   }
   return placed;
 }

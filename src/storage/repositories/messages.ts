@@ -1,9 +1,9 @@
-import type { Kysely, Selectable } from 'kysely';
+import type { Kysely, QueryCreator, Selectable } from 'kysely';
 import { dialectOf } from '../dialect.js';
 import { prepared } from '../prepared.js';
 import { MESSAGE_COLUMNS, type MessagesTable, type Schema } from '../schema.js';
-import { changeUnread, markWritten, settleChat } from './chats.js';
-import { insertEvent, nextEventSeq } from './events.js';
+import { changeUnread, markWritten, oneLessUnread, settleChat } from './chats.js';
+import { appendEvent } from './events.js';
 
 export type MessageRow = Selectable<MessagesTable>;
 export type MessageStatus = MessageRow['status'];
@@ -186,19 +186,19 @@ export async function pageMessages(db: Kysely<Schema>, chatId: string, userId: s
 const STATUS_FROM = { delivered: ['sent'], read: ['sent', 'delivered'] } as const satisfies Record<string, MessageStatus[]>;
 type StatusTo = keyof typeof STATUS_FROM;
 
-const advanceQ = (to: StatusTo) =>
-  prepared<{ id: string; now: number }, MessageRow>((db, arg) =>
-    db
-      .updateTable('messages')
-      .set((eb) => ({
-        status: to,
-        delivered_at: eb.fn.coalesce('delivered_at', eb.val(arg('now'))),
-        ...(to === 'read' ? { read_at: arg('now') } : {}),
-      }))
-      .where('id', '=', arg('id'))
-      .where('status', 'in', [...STATUS_FROM[to]])
-      .returningAll(),
-  );
+/** The message moves to `to` if it is behind; returns its new row (none if it was not behind). */
+const advance = (db: QueryCreator<Schema>, to: StatusTo, arg: <K extends 'id' | 'now'>(name: K) => { id: string; now: number }[K]) =>
+  db
+    .updateTable('messages')
+    .set((eb) => ({
+      status: to,
+      delivered_at: eb.fn.coalesce('delivered_at', eb.val(arg('now'))),
+      ...(to === 'read' ? { read_at: arg('now') } : {}),
+    }))
+    .where('id', '=', arg('id'))
+    .where('status', 'in', [...STATUS_FROM[to]])
+    .returningAll();
+const advanceQ = (to: StatusTo) => prepared<{ id: string; now: number }, MessageRow>((db, arg) => advance(db, to, arg));
 const advanceQs = { delivered: advanceQ('delivered'), read: advanceQ('read') };
 
 type StatusArgs = {
@@ -225,18 +225,7 @@ type StatusArgs = {
 const statusPgQ = (to: StatusTo) =>
   prepared<StatusArgs, MessageRow & { event_seq: number }>((db, arg) => {
     const q = db
-      .with('m', (qb) =>
-        qb
-          .updateTable('messages')
-          .set((eb) => ({
-            status: to,
-            delivered_at: eb.fn.coalesce('delivered_at', eb.val(arg('now'))),
-            ...(to === 'read' ? { read_at: arg('now') } : {}),
-          }))
-          .where('id', '=', arg('id'))
-          .where('status', 'in', [...STATUS_FROM[to]])
-          .returningAll(),
-      )
+      .with('m', (qb) => advance(qb, to, arg))
       .with('mb', (qb) =>
         qb
           .updateTable('mailboxes')
@@ -268,7 +257,7 @@ const statusPgQ = (to: StatusTo) =>
         ? q.with('u', (qb) =>
             qb
               .updateTable('chat_members')
-              .set((eb) => ({ unread_count: eb.case().when('unread_count', '>', 0).then(eb('unread_count', '-', 1)).else(0).end() }))
+              .set((eb) => ({ unread_count: oneLessUnread(eb) }))
               .where('chat_id', '=', arg('chatId'))
               .where('user_id', '=', arg('receiverId'))
               .where((eb) => eb.exists(eb.selectFrom('m').select('m.id')))
@@ -298,8 +287,7 @@ export async function recordStatus(db: Kysely<Schema>, to: StatusTo, args: Statu
   const row = await advanceQs[to].first(db, { id: args.id, now: args.now });
   if (!row) return undefined;
   if (to === 'read') await changeUnread(db, args.chatId, args.receiverId, -1);
-  const eventSeq = await nextEventSeq(db, args.senderId);
+  const eventSeq = await appendEvent(db, args.senderId, { type: 'message.status', data: args.data, created_at: args.now });
   if (eventSeq === undefined) throw new Error('mailbox missing');
-  await insertEvent(db, { user_id: args.senderId, seq: eventSeq, type: 'message.status', data: args.data, created_at: args.now });
   return { row, eventSeq };
 }

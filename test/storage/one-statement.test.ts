@@ -3,7 +3,27 @@ import { describe, expect, it } from 'vitest';
 import type { PostgresDatabase } from '../../src/storage/db.js';
 import { Api, envelope } from '../_helpers/api.js';
 import { keyUpload } from '../_helpers/keys.js';
-import { describeEachDialect, testServer } from '../_helpers/server.js';
+import { describeEachDialect, testServer, type TestServer } from '../_helpers/server.js';
+
+
+/** PostgreSQL with one pooled connection: every statement goes through it, so its log is complete. */
+function onePooledConnection(): Promise<TestServer> {
+  return testServer({ dialect: 'postgres', cfg: (cfg) => cfg.db.kind === 'postgres' && (cfg.db.poolSize = 1) });
+}
+
+/** The SQL of every statement sent on the only pooled connection from now on. */
+async function statementLog(s: TestServer): Promise<string[]> {
+  const client = await (s.ctx.db as PostgresDatabase).pool.connect();
+  const sent: string[] = [];
+  const query = client.query.bind(client) as (...args: unknown[]) => unknown;
+  (client as unknown as { query: typeof query }).query = (...args: unknown[]) => {
+    const first = args[0];
+    sent.push(typeof first === 'string' ? first : String((first as pg.QueryConfig).text));
+    return query(...args);
+  };
+  client.release();
+  return sent;
+}
 
 describeEachDialect('a send records its writer', (dialect) => {
   it("stores the sender's first write in the chat with the message, and later sends leave it", async () => {
@@ -55,22 +75,12 @@ describeEachDialect('a status update is all or nothing', (dialect) => {
 
 describe.skipIf(!process.env.TEST_DATABASE_URL)('PostgreSQL sends and status updates: one round trip each', () => {
   it('stores a message, and then its status, with one autocommitted statement each; a retry reads the original', async () => {
-    // One pool client: every statement of the send goes through it, so the log below is complete.
-    const s = await testServer({ dialect: 'postgres', cfg: (cfg) => cfg.db.kind === 'postgres' && (cfg.db.poolSize = 1) });
+    const s = await onePooledConnection();
     try {
       const api = new Api(s.app);
       const [a, b] = await Promise.all([api.register(), api.register()]);
       const chat = await api.chat(a, b);
-      const pool = (s.ctx.db as PostgresDatabase).pool;
-      const client = await pool.connect();
-      const sent: string[] = [];
-      const query = client.query.bind(client) as (...args: unknown[]) => unknown;
-      (client as unknown as { query: typeof query }).query = (...args: unknown[]) => {
-        const first = args[0];
-        sent.push(typeof first === 'string' ? first : String((first as pg.QueryConfig).text));
-        return query(...args);
-      };
-      client.release();
+      const sent = await statementLog(s);
       const writes = () => sent.filter((q) => !/^select\b/i.test(q.trim()));
 
       await api.send(a, { chatId: chat.id, clientMessageId: 'cm-1' });
@@ -121,7 +131,7 @@ describe.skipIf(!process.env.TEST_DATABASE_URL)('PostgreSQL sends and status upd
 
 describe.skipIf(!process.env.TEST_DATABASE_URL)('PostgreSQL identity change: one statement for every contact', () => {
   it("appends key.changed to each contact's log once, with one statement however many contacts", async () => {
-    const s = await testServer({ dialect: 'postgres', cfg: (cfg) => cfg.db.kind === 'postgres' && (cfg.db.poolSize = 1) });
+    const s = await onePooledConnection();
     try {
       const api = new Api(s.app);
       const [x, y1, y2, y3, w] = await Promise.all([api.register(), api.register(), api.register(), api.register(), api.register()]);
@@ -130,15 +140,7 @@ describe.skipIf(!process.env.TEST_DATABASE_URL)('PostgreSQL identity change: one
       expect((await api.post('/chats', { participantIds: [y1.id, y2.id] }, x.token)).status).toBe(201);
       await api.chat(x, y1);
       await api.chat(x, y3);
-      const client = await (s.ctx.db as PostgresDatabase).pool.connect();
-      const sent: string[] = [];
-      const query = client.query.bind(client) as (...args: unknown[]) => unknown;
-      (client as unknown as { query: typeof query }).query = (...args: unknown[]) => {
-        const first = args[0];
-        sent.push(typeof first === 'string' ? first : String((first as pg.QueryConfig).text));
-        return query(...args);
-      };
-      client.release();
+      const sent = await statementLog(s);
 
       expect((await api.put('/keys', keyUpload(undefined, 2).body, x.token)).status).toBe(200);
       expect(sent.filter((q) => /insert into "events"/.test(q))).toHaveLength(1);

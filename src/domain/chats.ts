@@ -1,4 +1,4 @@
-import type { Chat } from '@safechat/protocol';
+import type { Chat, ChatList, ChatListQuery } from '@safechat/protocol';
 import { NotFoundError, ValidationError } from '../errors.js';
 import type { RateLimiter } from '../limits/limiter.js';
 import { isUniqueViolation } from '../storage/dialect.js';
@@ -11,6 +11,7 @@ import {
   hasWritten,
   memberIds,
   memberIdsByChat,
+  type ChatPosition,
 } from '../storage/repositories/chats.js';
 import { countExistingUsers } from '../storage/repositories/users.js';
 import type { Clock } from '../util/clock.js';
@@ -24,6 +25,12 @@ const WRITER_CACHE = 200_000;
 const SILENT_CACHE = 100_000;
 /** How long "has not written" is reused: a stranger's burst costs one read, not one per message. */
 const SILENT_FOR_MS = 5_000;
+
+/** A `nextCursor` back into a position (the schema has checked its shape). */
+function parseCursor(cursor: string): ChatPosition {
+  const at = cursor.indexOf('_');
+  return { activityAt: Number(cursor.slice(0, at)), id: cursor.slice(at + 1) };
+}
 
 export function directKey(a: string, b: string): string {
   return a < b ? `${a}:${b}` : `${b}:${a}`;
@@ -111,10 +118,21 @@ export class ChatService {
     return toChat(row, [...members]);
   }
 
-  async list(userId: string): Promise<Chat[]> {
-    const rows = await listChatsForMember(this.db.db, userId);
+  /**
+   * One page of the caller's chats, most recent activity first. A page is bounded because anyone
+   * can put anyone into chats: an unbounded list could be made as large as an attacker liked.
+   */
+  async list(userId: string, q: ChatListQuery): Promise<ChatList> {
+    const rows = await listChatsForMember(this.db.db, userId, q.limit + 1, q.cursor === undefined ? undefined : parseCursor(q.cursor));
+    const hasMore = rows.length > q.limit;
+    if (hasMore) rows.pop();
     const members = await memberIdsByChat(this.db.db, rows.map((r) => r.id));
-    return rows.map((r) => toChat(r, members.get(r.id) ?? []));
+    const last = rows.at(-1);
+    return {
+      chats: rows.map((r) => toChat(r, members.get(r.id) ?? [])),
+      hasMore,
+      nextCursor: hasMore && last ? `${Number(last.last_activity_at)}_${last.id}` : null,
+    };
   }
 
   /** The members of a chat the caller belongs to (404 otherwise). */

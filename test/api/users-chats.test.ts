@@ -1,9 +1,13 @@
+import { randomUUID } from 'node:crypto';
 import type { Chat } from '@safechat/protocol';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { Api, isErrorShape, type Session } from '../_helpers/api.js';
 import { describeEachDialect, testServer, type TestServer } from '../_helpers/server.js';
 
 const MISSING = '01900000-0000-7000-8000-000000000000';
+
+/** Lets the clock move on: activity in the same millisecond as a chat's creation would tie. */
+const later = () => new Promise((r) => setTimeout(r, 3));
 
 describeEachDialect('users and chats', (dialect) => {
   let s: TestServer;
@@ -104,6 +108,90 @@ describeEachDialect('users and chats', (dialect) => {
     expect(vList.body.chats).toHaveLength(1);
     expect(vList.body.chats[0].unreadCount).toBe(0);
     expect(vList.body.chats[0].lastMessageId).toBe(list.body.chats[1].lastMessageId);
+  });
+
+  it('GET /chats pages: limit and nextCursor walk every chat once, in order, with hasMore on all but the last page', async () => {
+    const [u, ...others] = await Promise.all(Array.from({ length: 6 }, () => api.register()));
+    const chats = [];
+    for (const o of others) chats.push(await api.chat(u, o));
+    await later();
+    await api.send(others[1]!, { chatId: chats[1]!.id }); // activity reorders: chats[1] is the most recent
+    const whole = await api.get('/chats', u.token);
+    expect(whole.status).toBe(200);
+    expect(whole.body.hasMore).toBe(false);
+    expect(whole.body.nextCursor).toBeNull();
+    const order = whole.body.chats.map((c: Chat) => c.id);
+    expect(order).toEqual([chats[1]!.id, chats[4]!.id, chats[3]!.id, chats[2]!.id, chats[0]!.id]);
+
+    const seen: string[] = [];
+    const pages: { size: number; hasMore: boolean }[] = [];
+    let cursor: string | null = null;
+    do {
+      const res = await api.get(`/chats?limit=2${cursor ? `&cursor=${cursor}` : ''}`, u.token);
+      expect(res.status).toBe(200);
+      seen.push(...res.body.chats.map((c: Chat) => c.id));
+      pages.push({ size: res.body.chats.length, hasMore: res.body.hasMore });
+      expect(res.body.nextCursor === null).toBe(!res.body.hasMore);
+      cursor = res.body.nextCursor;
+    } while (cursor !== null && pages.length < 10);
+    expect(seen).toEqual(order);
+    expect(pages).toEqual([{ size: 2, hasMore: true }, { size: 2, hasMore: true }, { size: 1, hasMore: false }]);
+  });
+
+  it('GET /chats: a chat that becomes active between pages moves to the top and is not repeated further down', async () => {
+    const [u, ...others] = await Promise.all(Array.from({ length: 4 }, () => api.register()));
+    const chats = [];
+    for (const o of others) chats.push(await api.chat(u, o));
+    const first = await api.get('/chats?limit=1', u.token);
+    expect(first.body.chats.map((c: Chat) => c.id)).toEqual([chats[2]!.id]);
+    await later();
+    await api.send(others[0]!, { chatId: chats[0]!.id }); // the last chat of the list becomes the first
+    const rest = await api.get(`/chats?limit=10&cursor=${first.body.nextCursor}`, u.token);
+    expect(rest.body.chats.map((c: Chat) => c.id)).toEqual([chats[1]!.id]);
+    expect(rest.body.hasMore).toBe(false);
+    expect((await api.get('/chats?limit=1', u.token)).body.chats[0].id).toBe(chats[0]!.id);
+  });
+
+  it('GET /chats refuses a bad limit or cursor with a 400 in the error shape', async () => {
+    const ab = await api.chat(alice, bob);
+    const good = (await api.get('/chats?limit=1', alice.token)).body.nextCursor ?? `1700000000000_${ab.id}`;
+    for (const q of ['limit=0', 'limit=201', 'limit=abc', 'limit=1.5', 'cursor=', 'cursor=abc', `cursor=${ab.id}`, `cursor=12_${ab.id.toUpperCase()}`, `cursor=1234567890123456_${ab.id}`, `cursor=${good}&cursor=${good}`, 'sort=asc']) {
+      const res = await api.get(`/chats?${q}`, alice.token);
+      expect(res.status, q).toBe(400);
+      expect(isErrorShape(res.body, 'validation_error'), q).toBe(true);
+    }
+    expect((await api.get(`/chats?limit=200&cursor=${good}`, alice.token)).status).toBe(200);
+  });
+
+  it('GET /chats stays bounded when others have put the caller into tens of thousands of chats', async () => {
+    const [victim, spammer] = await Promise.all([api.register(), api.register()]);
+    // More chats than SQLite allows variables in one statement (32,766): written directly, as
+    // creating them through the API would take hours under the chat-creation limit.
+    const total = 33_000;
+    const base = Date.now() - total;
+    const ids = Array.from({ length: total }, () => randomUUID());
+    await s.ctx.db.transaction(async (tx) => {
+      for (let i = 0; i < total; i += 1_000) {
+        const slice = ids.slice(i, i + 1_000);
+        await tx.db
+          .insertInto('chats')
+          .values(slice.map((id, j) => ({ id, kind: 'group' as const, direct_key: null, last_message_id: null, last_activity_at: base + i + j, encryption_status: 'pending' as const, created_by: spammer.id, created_at: base + i + j })))
+          .execute();
+        await tx.db
+          .insertInto('chat_members')
+          .values(slice.flatMap((chat_id) => [victim.id, spammer.id].map((user_id) => ({ chat_id, user_id, joined_at: base }))))
+          .execute();
+      }
+    });
+    const page = await api.get('/chats', victim.token);
+    expect(page.status).toBe(200);
+    expect(page.body.chats).toHaveLength(100);
+    expect(page.body.hasMore).toBe(true);
+    expect(page.body.chats[0].id).toBe(ids[total - 1]);
+    expect(page.body.chats[0].participantIds).toEqual([victim.id, spammer.id].sort());
+    const next = await api.get(`/chats?limit=200&cursor=${page.body.nextCursor}`, victim.token);
+    expect(next.status).toBe(200);
+    expect(next.body.chats.map((c: Chat) => c.id)).toEqual(ids.slice(total - 300, total - 100).reverse());
   });
 
   it('a deleted member’s unread messages leave the others’ unread counts with them', async () => {

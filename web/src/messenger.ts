@@ -115,7 +115,8 @@ export class Messenger {
   refreshChats(): Promise<void> {
     this.#refreshing = this.#refreshing.then(async () => {
       try {
-        const chats = await this.#client.api.listChats();
+        // The most recent page: a list others can grow (anyone can start a chat) must not grow the screen's work.
+        const { chats } = await this.#client.api.getChats({ limit: 100 });
         if (this.#disposed) return;
         this.#chats = chats;
       } catch {

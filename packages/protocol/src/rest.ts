@@ -84,7 +84,18 @@ export const CreateChatBody = z.strictObject({
 });
 export type CreateChatBody = z.infer<typeof CreateChatBody>;
 
-export const ChatList = z.object({ chats: z.array(Chat) });
+/** Where a page of `GET /chats` ends: opaque to clients, pass it back as `cursor` for the next page. */
+export const ChatCursor = z.string().regex(/^\d{1,15}_[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/, 'must be a nextCursor from GET /chats');
+
+export const MAX_CHAT_PAGE = 200;
+
+export const ChatListQuery = z.strictObject({
+  limit: z.coerce.number().int().min(1).max(MAX_CHAT_PAGE).default(100),
+  cursor: ChatCursor.optional(),
+});
+export type ChatListQuery = z.infer<typeof ChatListQuery>;
+
+export const ChatList = z.object({ chats: z.array(Chat), hasMore: z.boolean(), nextCursor: ChatCursor.nullable() });
 export type ChatList = z.infer<typeof ChatList>;
 
 export const ChatIdParams = z.strictObject({ chatId: Id });

@@ -1,5 +1,5 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
-import { Chat, ChatIdParams, ChatList, CreateChatBody, ErrorBody } from '@safechat/protocol';
+import { Chat, ChatIdParams, ChatList, ChatListQuery, CreateChatBody, ErrorBody } from '@safechat/protocol';
 import type { AppContext } from '../../context.js';
 import { caller } from '../plugins/auth.js';
 
@@ -26,9 +26,19 @@ export const chatRoutes: FastifyPluginAsyncZod<{ ctx: AppContext }> = async (app
     },
   );
 
-  app.get('/chats', { schema: { tags: ['chats'], summary: "The caller's chats, most recent activity first", security, response: { 200: ChatList, ...errors } } }, async (request) => ({
-    chats: await ctx.services.chats.list(caller(request).userId),
-  }));
+  app.get(
+    '/chats',
+    {
+      schema: {
+        tags: ['chats'],
+        summary: "A page of the caller's chats, most recent activity first; pass nextCursor back as cursor for the next",
+        security,
+        querystring: ChatListQuery,
+        response: { 200: ChatList, ...errors },
+      },
+    },
+    async (request) => ctx.services.chats.list(caller(request).userId, request.query),
+  );
 
   app.get(
     '/chats/:chatId',

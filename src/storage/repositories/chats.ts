@@ -30,16 +30,32 @@ export function findChatForMember(db: Kysely<Schema>, chatId: string, userId: st
     .executeTakeFirst();
 }
 
-export function listChatsForMember(db: Kysely<Schema>, userId: string): Promise<MemberChatRow[]> {
-  return db
+/** Where a page of a member's chats ends: the last chat's activity time and id. */
+export interface ChatPosition {
+  activityAt: number;
+  id: string;
+}
+
+/**
+ * Up to `limit` of a member's chats, most recent activity first, after `before` in that order
+ * (activity time, then id, both descending: the order is total, so pages never overlap).
+ */
+export function listChatsForMember(db: Kysely<Schema>, userId: string, limit: number, before?: ChatPosition): Promise<MemberChatRow[]> {
+  let q = db
     .selectFrom('chat_members as m')
     .innerJoin('chats', 'chats.id', 'm.chat_id')
     .selectAll('chats')
     .select('m.unread_count')
-    .where('m.user_id', '=', userId)
-    .orderBy('chats.last_activity_at', 'desc')
-    .orderBy('chats.id', 'desc')
-    .execute();
+    .where('m.user_id', '=', userId);
+  if (before) {
+    q = q.where((eb) =>
+      eb.or([
+        eb('chats.last_activity_at', '<', before.activityAt),
+        eb.and([eb('chats.last_activity_at', '=', before.activityAt), eb('chats.id', '<', before.id)]),
+      ]),
+    );
+  }
+  return q.orderBy('chats.last_activity_at', 'desc').orderBy('chats.id', 'desc').limit(limit).execute();
 }
 
 export async function memberIdsByChat(db: Kysely<Schema>, chatIds: string[]): Promise<Map<string, string[]>> {

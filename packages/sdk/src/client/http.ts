@@ -21,6 +21,7 @@ import type {
   UploadKeysBody,
   User,
 } from '@safechat/protocol';
+import { MAX_CHAT_PAGE } from '@safechat/protocol';
 import { Emitter } from './emitter.js';
 import { ApiError, codeOfStatus, SignedOutError } from './errors.js';
 import { MemoryTokenStore, type StoredTokens, type TokenStore } from './stores.js';
@@ -56,6 +57,11 @@ export interface TokenSource {
   accessTokenExpiresAt(): Promise<number | undefined>;
   /** The server refused `rejected`: refresh unless that already happened since. */
   renew(rejected: string): Promise<void>;
+}
+
+export interface ChatPageQuery {
+  limit?: number;
+  cursor?: string;
 }
 
 export interface MessagePageQuery {
@@ -204,8 +210,24 @@ export class HttpClient implements TokenSource {
     const { status, body } = await this.#request<Chat>('POST', '/chats', { body: { participantIds }, auth: true });
     return { chat: body, created: status === 201 };
   }
+  /** `GET /chats`: one page, most recent activity first; pass `nextCursor` back as `cursor` for the next. */
+  getChats(query: ChatPageQuery = {}): Promise<ChatList> {
+    const q = new URLSearchParams();
+    if (query.limit !== undefined) q.set('limit', String(query.limit));
+    if (query.cursor !== undefined) q.set('cursor', query.cursor);
+    const qs = q.toString();
+    return this.#authed('GET', `/chats${qs ? `?${qs}` : ''}`);
+  }
+  /** Every chat, most recent activity first: follows the pages (one request per 200 chats). */
   async listChats(): Promise<Chat[]> {
-    return (await this.#authed<ChatList>('GET', '/chats')).chats;
+    const all: Chat[] = [];
+    let cursor: string | undefined;
+    do {
+      const page = await this.getChats({ limit: MAX_CHAT_PAGE, ...(cursor === undefined ? {} : { cursor }) });
+      all.push(...page.chats);
+      cursor = page.nextCursor ?? undefined;
+    } while (cursor !== undefined);
+    return all;
   }
   getChat(chatId: string): Promise<Chat> {
     return this.#authed('GET', `/chats/${encodeURIComponent(chatId)}`);

@@ -111,7 +111,7 @@ describeEachDialect('users and chats', (dialect) => {
   });
 
   it('GET /chats pages: limit and nextCursor walk every chat once, in order, with hasMore on all but the last page', async () => {
-    const [u, ...others] = await Promise.all(Array.from({ length: 6 }, () => api.register()));
+    const [u, ...others] = (await Promise.all(Array.from({ length: 6 }, () => api.register()))) as [Session, ...Session[]];
     const chats = [];
     for (const o of others) chats.push(await api.chat(u, o));
     await later();
@@ -127,7 +127,7 @@ describeEachDialect('users and chats', (dialect) => {
     const pages: { size: number; hasMore: boolean }[] = [];
     let cursor: string | null = null;
     do {
-      const res = await api.get(`/chats?limit=2${cursor ? `&cursor=${cursor}` : ''}`, u.token);
+      const res: { status: number; body: any } = await api.get(`/chats?limit=2${cursor ? `&cursor=${cursor}` : ''}`, u.token);
       expect(res.status).toBe(200);
       seen.push(...res.body.chats.map((c: Chat) => c.id));
       pages.push({ size: res.body.chats.length, hasMore: res.body.hasMore });
@@ -139,7 +139,7 @@ describeEachDialect('users and chats', (dialect) => {
   });
 
   it('GET /chats: a chat that becomes active between pages moves to the top and is not repeated further down', async () => {
-    const [u, ...others] = await Promise.all(Array.from({ length: 4 }, () => api.register()));
+    const [u, ...others] = (await Promise.all(Array.from({ length: 4 }, () => api.register()))) as [Session, ...Session[]];
     const chats = [];
     for (const o of others) chats.push(await api.chat(u, o));
     const first = await api.get('/chats?limit=1', u.token);

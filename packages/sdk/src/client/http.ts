@@ -21,7 +21,6 @@ import type {
   UploadKeysBody,
   User,
 } from '@safechat/protocol';
-import { MAX_CHAT_PAGE } from '@safechat/protocol';
 import { Emitter } from './emitter.js';
 import { ApiError, codeOfStatus, SignedOutError } from './errors.js';
 import { MemoryTokenStore, type StoredTokens, type TokenStore } from './stores.js';
@@ -58,6 +57,12 @@ export interface TokenSource {
   /** The server refused `rejected`: refresh unless that already happened since. */
   renew(rejected: string): Promise<void>;
 }
+
+/**
+ * The server's largest chat page (MAX_CHAT_PAGE in @safechat/protocol). Restated: importing a value
+ * from the protocol package would bundle zod into the web client, whose eval probe breaks its CSP.
+ */
+const CHAT_PAGE = 200;
 
 export interface ChatPageQuery {
   limit?: number;
@@ -223,7 +228,7 @@ export class HttpClient implements TokenSource {
     const all: Chat[] = [];
     let cursor: string | undefined;
     do {
-      const page = await this.getChats({ limit: MAX_CHAT_PAGE, ...(cursor === undefined ? {} : { cursor }) });
+      const page = await this.getChats({ limit: CHAT_PAGE, ...(cursor === undefined ? {} : { cursor }) });
       all.push(...page.chats);
       cursor = page.nextCursor ?? undefined;
     } while (cursor !== undefined);

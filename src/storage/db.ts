@@ -1,7 +1,23 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
-import { CompiledQuery, Kysely, Migrator, PostgresDialect, sql, SqliteDialect, type DatabaseConnection, type Driver } from 'kysely';
+import {
+  CompiledQuery,
+  DEFAULT_MIGRATION_LOCK_TABLE,
+  DEFAULT_MIGRATION_TABLE,
+  Kysely,
+  Migrator,
+  PostgresDialect,
+  PostgresIntrospector,
+  sql,
+  SqliteDialect,
+  type DatabaseConnection,
+  type DatabaseIntrospector,
+  type DatabaseMetadataOptions,
+  type Driver,
+  type PostgresDialectConfig,
+  type TableMetadata,
+} from 'kysely';
 import pg from 'pg';
 import type { Logger } from 'pino';
 import type { DatabaseConfig } from '../config/config.js';
@@ -494,6 +510,78 @@ function useNamedStatements(client: pg.PoolClient): void {
   };
 }
 
+/**
+ * PostgreSQL whose introspection sees our schema only. Kysely's Migrator asks the introspector
+ * whether its bookkeeping tables exist (several times per start), and Kysely's own reads the
+ * columns of every schema in the database and looks each up again by name (has_schema_privilege,
+ * pg_get_serial_sequence). A schema dropped while that query runs — another deployment's on a
+ * shared database; in the tests, another suite's, many times a second — fails our start with
+ * `schema "<theirs>" does not exist` (or `relation`/`column … does not exist`). Ours reads the one
+ * schema we migrate, which nothing else drops meanwhile.
+ */
+export class OneSchemaPostgresDialect extends PostgresDialect {
+  constructor(
+    config: PostgresDialectConfig,
+    private readonly schema: string,
+  ) {
+    super(config);
+  }
+
+  override createIntrospector(db: Parameters<PostgresDialect['createIntrospector']>[0]): DatabaseIntrospector {
+    return new OneSchemaIntrospector(db, this.schema);
+  }
+}
+
+class OneSchemaIntrospector extends PostgresIntrospector {
+  constructor(
+    private readonly kysely: Parameters<PostgresDialect['createIntrospector']>[0],
+    private readonly schema: string,
+  ) {
+    super(kysely);
+  }
+
+  /** The tables and views of our schema with their columns, as Kysely's introspector describes them. */
+  override async getTables(options: DatabaseMetadataOptions = { withInternalKyselyTables: false }): Promise<TableMetadata[]> {
+    const { rows } = await sql<{
+      table: string;
+      kind: string;
+      column: string;
+      type: string;
+      type_schema: string;
+      not_null: boolean;
+      has_default: boolean;
+      comment: string | null;
+      serial: boolean;
+    }>`
+      select c.relname as table, c.relkind as kind, a.attname as column, typ.typname as type, dtns.nspname as type_schema,
+        a.attnotnull as not_null, a.atthasdef as has_default, col_description(a.attrelid, a.attnum) as comment,
+        pg_get_serial_sequence(quote_ident(ns.nspname) || '.' || quote_ident(c.relname), a.attname) is not null as serial
+      from pg_catalog.pg_attribute a
+      join pg_catalog.pg_class c on c.oid = a.attrelid
+      join pg_catalog.pg_namespace ns on ns.oid = c.relnamespace
+      join pg_catalog.pg_type typ on typ.oid = a.atttypid
+      join pg_catalog.pg_namespace dtns on dtns.oid = typ.typnamespace
+      where ns.nspname = ${this.schema} and c.relkind in ('r', 'v', 'p') and a.attnum >= 0 and not a.attisdropped
+      order by c.relname, a.attnum`.execute(this.kysely);
+    const tables = new Map<string, TableMetadata>();
+    for (const r of rows) {
+      if (!options.withInternalKyselyTables && (r.table === DEFAULT_MIGRATION_TABLE || r.table === DEFAULT_MIGRATION_LOCK_TABLE)) continue;
+      let table = tables.get(r.table);
+      if (!table) tables.set(r.table, (table = { name: r.table, schema: this.schema, isView: r.kind === 'v', columns: [] }));
+      table.columns.push({
+        name: r.column,
+        dataType: r.type,
+        dataTypeSchema: r.type_schema,
+        isNullable: !r.not_null,
+        hasDefaultValue: r.has_default,
+        isAutoIncrementing: r.serial,
+        ...(r.comment !== null ? { comment: r.comment } : {}),
+      });
+    }
+    return [...tables.values()];
+  }
+}
+
 // int8 (counts, sequence numbers, millisecond times) as numbers: all of ours fit in 2^53.
 pg.types.setTypeParser(20, (v) => Number(v));
 
@@ -508,7 +596,7 @@ export class PostgresDatabase extends Database {
     schema: string,
   ) {
     super(log);
-    this.db = new Kysely<Schema>({ dialect: new PostgresDialect({ pool }) });
+    this.db = new Kysely<Schema>({ dialect: new OneSchemaPostgresDialect({ pool }, schema) });
     this.migrationSchema = schema;
   }
 

@@ -3,13 +3,13 @@ import os from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import BetterSqlite3 from 'better-sqlite3';
-import { Kysely, Migrator, PostgresDialect, SqliteDialect } from 'kysely';
+import { Kysely, Migrator, sql, SqliteDialect } from 'kysely';
 import pg from 'pg';
 import pino from 'pino';
-import { afterAll, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import type { DatabaseConfig } from '../../src/config/config.js';
 import { Mailbox } from '../../src/domain/mailbox.js';
-import { createDatabase } from '../../src/storage/db.js';
+import { createDatabase, OneSchemaPostgresDialect } from '../../src/storage/db.js';
 import * as m0001 from '../../src/storage/migrations/0001-init.js';
 import * as m0002 from '../../src/storage/migrations/0002-prekeys.js';
 import * as m0003 from '../../src/storage/migrations/0003-message-log.js';
@@ -38,7 +38,9 @@ async function databaseAt0002(dialect: 'sqlite' | 'postgres'): Promise<{ cfg: Da
   await admin.end();
   cleanups.push(() => dropSchema(schema));
   const pool = new pg.Pool({ connectionString: url, max: 2, options: `-c search_path=${schema}` });
-  return { cfg: { kind: 'postgres', url, poolSize: 2, schema }, db: new Kysely<any>({ dialect: new PostgresDialect({ pool }) }) };
+  // The Migrator introspects: through Kysely's own introspector it would read every schema, and
+  // fail when another suite drops its schema meanwhile (see OneSchemaPostgresDialect).
+  return { cfg: { kind: 'postgres', url, poolSize: 2, schema }, db: new Kysely<any>({ dialect: new OneSchemaPostgresDialect({ pool }, schema) }) };
 }
 
 describeEachDialect('migration 0003 (message.new lives on the message row)', (dialect) => {
@@ -129,6 +131,35 @@ describeEachDialect('migration 0004 (when each member first wrote)', (dialect) =
       ]);
     } finally {
       await db.close();
+    }
+  });
+});
+
+describe.skipIf(!process.env.TEST_DATABASE_URL)('migrating next to schemas that come and go [postgres]', () => {
+  it("reads only its own schema: another one dropped while the Migrator's introspection runs does not fail it", async () => {
+    const url = process.env.TEST_DATABASE_URL!;
+    const [ours, theirs] = [`t_${randomBytes(6).toString('hex')}`, `t_${randomBytes(6).toString('hex')}`];
+    cleanups.push(() => dropSchema(ours), () => dropSchema(theirs));
+    const admin = new pg.Client({ connectionString: url });
+    await admin.connect();
+    const db = new Kysely<any>({ dialect: new OneSchemaPostgresDialect({ pool: new pg.Pool({ connectionString: url, max: 1 }) }, ours) });
+    try {
+      await admin.query(`create schema "${ours}"; create table "${ours}".mine (id serial primary key, note text)`);
+      await admin.query(`create schema "${theirs}"; create table "${theirs}".theirs (id serial primary key)`);
+      // A snapshot taken before the drop still lists the dropped schema's tables while lookups by
+      // name find it gone: what an introspection query running when another suite drops its
+      // schema sees. Kysely's own introspector fails here with 'schema "<theirs>" does not exist'.
+      await db.transaction().setIsolationLevel('repeatable read').execute(async (trx) => {
+        await sql`select 1`.execute(trx);
+        await admin.query(`drop schema "${theirs}" cascade`);
+        const tables = await trx.introspection.getTables();
+        expect(tables.map((t) => ({ schema: t.schema, name: t.name, columns: t.columns.map((c) => [c.name, c.dataType, c.isNullable, c.isAutoIncrementing]) }))).toEqual([
+          { schema: ours, name: 'mine', columns: [['id', 'int4', false, true], ['note', 'text', true, false]] },
+        ]);
+      });
+    } finally {
+      await db.destroy();
+      await admin.end();
     }
   });
 });

@@ -1,0 +1,148 @@
+/**
+ * PostgreSQL: sends that arrive together share one statement (decision 0025). What each send is
+ * told and what is stored must be what the same sends one by one would have made.
+ */
+import type pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { PostgresDatabase } from '../../src/storage/db.js';
+import { storeMessage, type MessageRow } from '../../src/storage/repositories/messages.js';
+import { uuidv7 } from '../../src/util/ids.js';
+import { Api, envelope, type Session } from '../_helpers/api.js';
+import { testServer, type TestServer } from '../_helpers/server.js';
+
+describe.skipIf(!process.env.TEST_DATABASE_URL)('PostgreSQL: concurrent sends share a statement', () => {
+  let s: TestServer;
+  let api: Api;
+  let db: PostgresDatabase;
+  let a: Session, b: Session, c: Session;
+  /** The SQL of every statement the pool's connections are sent. */
+  const sent: string[] = [];
+
+  beforeAll(async () => {
+    s = await testServer({ dialect: 'postgres' });
+    api = new Api(s.app);
+    db = s.ctx.db as PostgresDatabase;
+    db.pool.on('acquire', (client: pg.PoolClient & { logged?: boolean }) => {
+      if (client.logged) return;
+      client.logged = true;
+      const query = client.query.bind(client) as (...args: unknown[]) => unknown;
+      (client as unknown as { query: typeof query }).query = (...args: unknown[]) => {
+        const first = args[0];
+        sent.push(typeof first === 'string' ? first : String((first as pg.QueryConfig).text));
+        return query(...args);
+      };
+    });
+    [a, b, c] = await Promise.all([api.register(), api.register(), api.register()]);
+  });
+  afterAll(() => s?.close());
+
+  function row(chatId: string, from: Session, to: Session, extra: Partial<MessageRow> = {}): MessageRow {
+    const now = Date.now();
+    return {
+      id: uuidv7(now), chat_id: chatId, seq: 0, sender_id: from.id, receiver_id: to.id, ...envelopeRow(), status: 'sent',
+      client_message_id: null, created_at: now, delivered_at: null, read_at: null, receiver_seq: null, ...extra,
+    };
+  }
+  function envelopeRow() {
+    const e = envelope();
+    return { encrypted_content: e.encryptedContent, iv: e.iv, mac: e.mac, type: 'text' };
+  }
+  /** Sends started in one turn, each as the server runs it (one autocommitted unit). */
+  function sendAll(rows: MessageRow[], opts: { establish?: Set<MessageRow>; markWriter?: boolean } = {}) {
+    return Promise.allSettled(
+      rows.map((r) => db.oneStatement((tx) => storeMessage(tx.db, r, { establishesEncryption: opts.establish?.has(r) ?? false, markWriter: opts.markWriter ?? false }))),
+    );
+  }
+
+  it('thirty sends in one turn are one statement, numbered in order per chat and per receiver, counters summed', async () => {
+    const ab = await api.chat(a, b);
+    const group = (await api.post<{ id: string }>('/chats', { participantIds: [b.id, c.id] }, a.token)).body;
+    await api.send(a, { chatId: ab.id }); // numbers already taken: the batch continues from them
+    const rows: MessageRow[] = [];
+    for (let i = 0; i < 30; i++) {
+      if (i % 3 === 0) rows.push(row(ab.id, b, a));
+      else if (i % 3 === 1) rows.push(row(group.id, a, i % 2 ? c : b));
+      else rows.push(row(group.id, c, b, { type: 'key_exchange' }));
+    }
+    const mark = sent.length;
+    const results = await sendAll(rows, { establish: new Set(rows.filter((r) => r.type === 'key_exchange')), markWriter: true });
+    expect(results.every((r) => r.status === 'fulfilled' && r.value.stored)).toBe(true);
+    const batchWrites = sent.slice(mark).filter((q) => /insert\s+into\s+"?messages/i.test(q));
+    expect(batchWrites).toHaveLength(1);
+
+    const stored = await db.db.selectFrom('messages').select(['id', 'chat_id', 'receiver_id', 'seq', 'receiver_seq']).where('id', 'in', rows.map((r) => r.id)).execute();
+    const byId = new Map(stored.map((m) => [m.id, m]));
+    // Each send was told its own numbers, and they are the stored ones.
+    for (const r of rows) expect({ seq: r.seq, receiver_seq: r.receiver_seq }).toEqual({ seq: Number(byId.get(r.id)!.seq), receiver_seq: Number(byId.get(r.id)!.receiver_seq) });
+    // Per chat: the next numbers after what was there, in the order sent.
+    expect(rows.filter((r) => r.chat_id === ab.id).map((r) => r.seq)).toEqual(Array.from({ length: 10 }, (_, i) => i + 2));
+    expect(rows.filter((r) => r.chat_id === group.id).map((r) => r.seq)).toEqual(Array.from({ length: 20 }, (_, i) => i + 1));
+    // Per receiver: contiguous log positions, in the order sent, after the ones already taken.
+    for (const who of [a, b, c]) {
+      const mine = rows.filter((r) => r.receiver_id === who.id).map((r) => r.receiver_seq!);
+      expect(mine.every((v, i) => i === 0 || v === mine[i - 1]! + 1), who.username).toBe(true);
+    }
+    const chats = await db.db.selectFrom('chats').select(['id', 'last_seq', 'last_message_id', 'last_activity_at', 'encryption_status']).where('id', 'in', [ab.id, group.id]).execute();
+    const lastOf = (id: string) => rows.filter((r) => r.chat_id === id).at(-1)!;
+    expect(chats.find((x) => x.id === ab.id)).toMatchObject({ last_seq: 11, last_message_id: lastOf(ab.id).id, last_activity_at: lastOf(ab.id).created_at, encryption_status: 'pending' });
+    expect(chats.find((x) => x.id === group.id)).toMatchObject({ last_seq: 20, last_message_id: lastOf(group.id).id, encryption_status: 'established' });
+    const members = await db.db.selectFrom('chat_members').select(['chat_id', 'user_id', 'unread_count', 'wrote_at']).where('chat_id', 'in', [ab.id, group.id]).execute();
+    const member = (chat: string, who: Session) => members.find((m) => m.chat_id === chat && m.user_id === who.id)!;
+    const unread = (chat: string, who: Session) => rows.filter((r) => r.chat_id === chat && r.receiver_id === who.id).length;
+    expect(Number(member(ab.id, a).unread_count)).toBe(10);
+    expect(Number(member(ab.id, b).unread_count)).toBe(1); // the send before the batch
+    for (const who of [b, c]) expect(Number(member(group.id, who).unread_count)).toBe(unread(group.id, who));
+    // First writes: the earliest of the sender's sends in the batch.
+    expect(Number(member(ab.id, b).wrote_at)).toBe(rows.find((r) => r.chat_id === ab.id)!.created_at);
+    expect(Number(member(group.id, c).wrote_at)).toBe(rows.find((r) => r.chat_id === group.id && r.sender_id === c.id)!.created_at);
+  });
+
+  it('retries of stored messages are left out of the batch and answered alone; the rest share the statement', async () => {
+    const [a, b] = await Promise.all([api.register(), api.register()]);
+    const ab = await api.chat(a, b);
+    const earlier = [row(ab.id, a, b, { client_message_id: 'left-out-1' }), row(ab.id, a, b, { client_message_id: 'left-out-2' })];
+    await sendAll(earlier);
+    const fresh = Array.from({ length: 5 }, (_, i) => row(ab.id, b, a, { client_message_id: `fresh-${i}` }));
+    const retries = earlier.map((e) => row(ab.id, a, b, { client_message_id: e.client_message_id }));
+    const mark = sent.length;
+    const results = await sendAll([fresh[0]!, retries[0]!, ...fresh.slice(1, 4), retries[1]!, fresh[4]!]);
+    const codes = results.map((r) => (r.status === 'fulfilled' ? 'stored' : (r.reason as { code?: string }).code));
+    expect(codes).toEqual(['stored', '23505', 'stored', 'stored', 'stored', '23505', 'stored']);
+    // One batch for the five, then each retry alone (not the five again).
+    expect(sent.slice(mark).filter((q) => /insert\s+into\s+"?messages/i.test(q))).toHaveLength(3);
+    expect(fresh.map((r) => r.seq)).toEqual([3, 4, 5, 6, 7]);
+  });
+
+  it('a batch with a refused send runs them one by one: each gets its own answer, the rest are stored in order', async () => {
+    const [a, b] = await Promise.all([api.register(), api.register()]);
+    const ab = await api.chat(a, b);
+    const used = 'batch-dup-1';
+    const first = row(ab.id, a, b, { client_message_id: used });
+    expect((await sendAll([first]))[0]!.status).toBe('fulfilled');
+    const rows = [
+      row(ab.id, a, b),
+      row(ab.id, a, b, { client_message_id: used }), // already stored
+      row(ab.id, a, b, { client_message_id: 'batch-dup-2' }),
+      row(ab.id, a, b, { client_message_id: 'batch-dup-2' }), // twice in the batch
+      row(uuidv7(), a, b), // no such chat
+      row(ab.id, b, a),
+    ];
+    const results = await sendAll(rows);
+    const codes = results.map((r) => (r.status === 'fulfilled' ? 'stored' : (r.reason as { code?: string }).code));
+    expect(codes).toEqual(['stored', '23505', 'stored', '23505', '23502', 'stored']);
+    const seqs = await db.db.selectFrom('messages').select(['id', 'seq']).where('chat_id', '=', ab.id).orderBy('seq').execute();
+    expect(seqs.map((m) => m.id)).toEqual([first.id, rows[0]!.id, rows[2]!.id, rows[5]!.id]);
+    expect(seqs.map((m) => Number(m.seq))).toEqual([1, 2, 3, 4]);
+  });
+
+  it('through the API: concurrent sends from many users all arrive once, numbered without gaps per chat', async () => {
+    const users = await Promise.all(Array.from({ length: 6 }, () => api.register()));
+    const chat = await api.chat(users[0]!, users[1]!);
+    const sends = await Promise.all(users.slice(1).flatMap((u) => Array.from({ length: 8 }, () => api.send(u, { receiverId: users[0]!.id }))));
+    expect(new Set(sends.map((m) => m.id)).size).toBe(40);
+    const page = await api.get<{ messages: { id: string; seq: number }[] }>(`/messages/${chat.id}?limit=100`, users[0]!.token);
+    const inChat = sends.filter((m) => m.chatId === chat.id);
+    expect(page.body.messages.map((m) => m.seq)).toEqual(Array.from({ length: inChat.length }, (_, i) => i + 1));
+    expect(Number((await api.get<{ unreadCount: number }>(`/chats/${chat.id}`, users[0]!.token)).body.unreadCount)).toBe(8);
+  });
+});

@@ -105,12 +105,24 @@ describe.skipIf(!process.env.TEST_DATABASE_URL)('PostgreSQL: concurrent sends sh
     const fresh = Array.from({ length: 5 }, (_, i) => row(ab.id, b, a, { client_message_id: `fresh-${i}` }));
     const retries = earlier.map((e) => row(ab.id, a, b, { client_message_id: e.client_message_id }));
     const mark = sent.length;
-    const results = await sendAll([fresh[0]!, retries[0]!, ...fresh.slice(1, 4), retries[1]!, fresh[4]!]);
+    const twice = row(ab.id, b, a, { client_message_id: 'fresh-1' }); // the same id twice in one batch
+    const results = await sendAll([fresh[0]!, retries[0]!, fresh[1]!, twice, ...fresh.slice(2, 4), retries[1]!, fresh[4]!]);
     const codes = results.map((r) => (r.status === 'fulfilled' ? 'stored' : (r.reason as { code?: string }).code));
-    expect(codes).toEqual(['stored', '23505', 'stored', 'stored', 'stored', '23505', 'stored']);
-    // One batch for the five, then each retry alone (not the five again).
-    expect(sent.slice(mark).filter((q) => /insert\s+into\s+"?messages/i.test(q))).toHaveLength(3);
+    expect(codes).toEqual(['stored', '23505', 'stored', '23505', 'stored', 'stored', '23505', 'stored']);
+    // One batch for the five, then each retry and the repeat alone (not the five again).
+    expect(sent.slice(mark).filter((q) => /insert\s+into\s+"?messages/i.test(q))).toHaveLength(4);
     expect(fresh.map((r) => r.seq)).toEqual([3, 4, 5, 6, 7]);
+  });
+
+  it("a chat's last activity never moves backwards, alone or in a batch", async () => {
+    const [a, b] = await Promise.all([api.register(), api.register()]);
+    const ab = await api.chat(a, b);
+    const later = Date.now() + 3_600_000; // as if a statement that took the lock first carried a later time
+    await db.db.updateTable('chats').set({ last_activity_at: later }).where('id', '=', ab.id).execute();
+    await sendAll([row(ab.id, a, b)]);
+    await sendAll([row(ab.id, a, b), row(ab.id, b, a)]);
+    const chat = await db.db.selectFrom('chats').select(['last_activity_at', 'last_seq']).where('id', '=', ab.id).executeTakeFirstOrThrow();
+    expect({ at: Number(chat.last_activity_at), seq: Number(chat.last_seq) }).toEqual({ at: later, seq: 3 });
   });
 
   it('a batch with a refused send runs them one by one: each gets its own answer, the rest are stored in order', async () => {

@@ -1,4 +1,5 @@
 import type { ExpressionBuilder, Kysely, Selectable } from 'kysely';
+import { dialectOf } from '../dialect.js';
 import { prepared } from '../prepared.js';
 import type { ChatsTable, Schema } from '../schema.js';
 
@@ -169,6 +170,16 @@ export async function contactIds(db: Kysely<Schema>, userId: string): Promise<st
 
 /** After an identity-key change, every chat of the user needs a new key exchange. */
 export async function resetEncryptionStatus(db: Kysely<Schema>, userId: string): Promise<void> {
+  if (dialectOf(db) === 'postgres') {
+    // Locked in key order first, as batched sends lock chats (message-batches.ts): no deadlock cycle.
+    await db
+      .selectFrom('chats')
+      .select('id')
+      .where('id', 'in', (eb) => eb.selectFrom('chat_members').select('chat_id').where('user_id', '=', userId))
+      .orderBy('id')
+      .forUpdate()
+      .execute();
+  }
   await db
     .updateTable('chats')
     .set({ encryption_status: 'pending' })

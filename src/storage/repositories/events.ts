@@ -87,11 +87,22 @@ export async function appendToContacts(
           .where('mine.user_id', '=', userId)
           .where('other.user_id', '!=', userId),
       )
+      // The mailboxes are locked in key order before any changes, as batched sends lock them
+      // (message-batches.ts): no deadlock cycle. The count is a one-time filter run before the update.
+      .with('lk', (qb) =>
+        qb
+          .selectFrom('mailboxes')
+          .select('user_id')
+          .where('user_id', 'in', qb.selectFrom('c').select('c.user_id'))
+          .orderBy('user_id')
+          .forUpdate(),
+      )
       .with('mb', (qb) =>
         qb
           .updateTable('mailboxes')
           .set((eb) => ({ last_seq: eb('last_seq', '+', 1) }))
           .where('user_id', 'in', qb.selectFrom('c').select('c.user_id'))
+          .where((eb) => eb(eb.selectFrom('lk').select((e) => e.fn.countAll().as('n')), '>=', 0))
           .returning(['user_id', 'last_seq']),
       )
       .insertInto('events')

@@ -34,9 +34,9 @@ type Columns = {
  * one send's statement (messages.ts), summed per row: each chat's `last_seq` moves by its number of
  * sends and they take the numbers in order, each receiver's log position likewise, each member's
  * unread count by its share, the chat's latest message is the batch's last for it. A chat or
- * receiver that is gone leaves a NULL the insert refuses, and a `clientMessageId` repeated within
- * the batch hits the unique key: the statement then fails whole and its sends are run one by one.
- * A retry of a message stored before is left out and run alone.
+ * receiver that is gone leaves a NULL the insert refuses (the statement then fails whole and its
+ * sends run one by one). A retry of a message stored before is left out, and a `clientMessageId`
+ * repeated within the batch is held back (SendBatcher.run): both run alone.
  */
 const storeBatchQ = prepared<Columns, Placed & { id: string }>(
   (db, arg) => ({
@@ -83,7 +83,7 @@ const storeBatchQ = prepared<Columns, Placed & { id: string }>(
           order by chat_id, user_id for update
         ),
         c as (
-          update chats set last_seq = chats.last_seq + p.n, last_message_id = p.last_id, last_activity_at = p.last_at,
+          update chats set last_seq = chats.last_seq + p.n, last_message_id = p.last_id, last_activity_at = greatest(chats.last_activity_at, p.last_at),
             encryption_status = case when p.establish then 'established' else chats.encryption_status end
           from per_chat p where chats.id = p.chat_id and (select count(*) from lu) >= 0
           returning chats.id, chats.last_seq - p.n as base
@@ -161,7 +161,25 @@ export class SendBatcher {
     });
   }
 
-  private async run(batch: Pending[]): Promise<void> {
+  private async run(given: Pending[]): Promise<void> {
+    // A sender's clientMessageId twice in one batch would fail the statement for everyone (the
+    // unique key): the later copies wait and run alone after it, each answered as a retry.
+    const seen = new Set<string>();
+    const batch: Pending[] = [];
+    const repeats: Pending[] = [];
+    for (const p of given) {
+      const key = p.row.client_message_id === null ? null : `${p.row.sender_id}\u0000${p.row.client_message_id}`;
+      if (key !== null && seen.has(key)) repeats.push(p);
+      else {
+        if (key !== null) seen.add(key);
+        batch.push(p);
+      }
+    }
+    await this.runBatch(batch);
+    for (const p of repeats) await this.alone(p);
+  }
+
+  private async runBatch(batch: Pending[]): Promise<void> {
     if (batch.length === 1) return this.alone(batch[0]!);
     const columns: Columns = {
       id: [], chat_id: [], sender_id: [], receiver_id: [], encrypted_content: [], iv: [], mac: [], type: [],

@@ -33,7 +33,8 @@ const storePgQ = (establish: boolean, markWriter: boolean) =>
           .set((eb) => ({
             last_seq: eb('last_seq', '+', 1),
             last_message_id: arg('id'),
-            last_activity_at: arg('created_at'),
+            // Never backwards: a statement that took the chat's lock later may carry an earlier time.
+            last_activity_at: eb.fn('greatest', ['last_activity_at', eb.val(arg('created_at'))]),
             ...(establish ? { encryption_status: 'established' as const } : {}),
           }))
           .where('id', '=', arg('chat_id'))

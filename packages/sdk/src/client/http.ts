@@ -223,16 +223,21 @@ export class HttpClient implements TokenSource {
     const qs = q.toString();
     return this.#authed('GET', `/chats${qs ? `?${qs}` : ''}`);
   }
-  /** Every chat, most recent activity first: follows the pages (one request per 200 chats). */
+  /**
+   * Every chat, most recent activity first: follows the pages (one request per 200 chats). A chat
+   * whose activity changed while paging can be on two pages: it is listed once, where first seen.
+   */
   async listChats(): Promise<Chat[]> {
-    const all: Chat[] = [];
+    const all = new Map<string, Chat>();
     let cursor: string | undefined;
     do {
       const page = await this.getChats({ limit: CHAT_PAGE, ...(cursor === undefined ? {} : { cursor }) });
-      all.push(...page.chats);
-      cursor = page.nextCursor ?? undefined;
+      for (const c of page.chats) if (!all.has(c.id)) all.set(c.id, c);
+      const next = page.nextCursor ?? undefined;
+      // A cursor that does not move would page forever.
+      cursor = next === cursor ? undefined : next;
     } while (cursor !== undefined);
-    return all;
+    return [...all.values()];
   }
   getChat(chatId: string): Promise<Chat> {
     return this.#authed('GET', `/chats/${encodeURIComponent(chatId)}`);

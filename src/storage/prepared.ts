@@ -42,11 +42,24 @@ export function bindSyncConnection(handle: object, connection: SyncConnection): 
   syncConnections.set(handle, connection);
 }
 
+export interface PreparedOptions {
+  /**
+   * PostgreSQL: send the statement unnamed, so it is planned on every execution with the table
+   * sizes of the moment. For statements whose best plan depends on how big the tables are (joins
+   * over many rows): a named statement's generic plan, made while a table was small, stays
+   * cached until an ANALYZE of that table, and with autovacuum off that is never.
+   */
+  planEachTime?: boolean;
+}
+
 /** A query compiled once per dialect with named parameters, then executed with values. */
 export class Prepared<Args extends Record<string, unknown>, Row> {
   private readonly templates = new Map<string, Template>();
 
-  constructor(private readonly build: (db: Kysely<Schema>, arg: <K extends keyof Args & string>(name: K) => Args[K]) => Compilable<Row>) {}
+  constructor(
+    private readonly build: (db: Kysely<Schema>, arg: <K extends keyof Args & string>(name: K) => Args[K]) => Compilable<Row>,
+    private readonly options: PreparedOptions = {},
+  ) {}
 
   private template(db: Kysely<Schema>): Template {
     const dialect = dialectOf(db);
@@ -58,7 +71,7 @@ export class Prepared<Args extends Record<string, unknown>, Row> {
       );
       t = { sql: compiled.sql, slots };
       this.templates.set(dialect, t);
-      if (dialect === 'postgres' && !pgStatementNames.has(t.sql)) pgStatementNames.set(t.sql, `safechat_${pgStatementNames.size + 1}`);
+      if (dialect === 'postgres' && !this.options.planEachTime && !pgStatementNames.has(t.sql)) pgStatementNames.set(t.sql, `safechat_${pgStatementNames.size + 1}`);
     }
     return t;
   }
@@ -88,6 +101,7 @@ export class Prepared<Args extends Record<string, unknown>, Row> {
 
 export function prepared<Args extends Record<string, unknown>, Row>(
   build: (db: Kysely<Schema>, arg: <K extends keyof Args & string>(name: K) => Args[K]) => Compilable<Row>,
+  options?: PreparedOptions,
 ): Prepared<Args, Row> {
-  return new Prepared(build);
+  return new Prepared(build, options);
 }

@@ -50,24 +50,6 @@ describeEachDialect('a send records its writer', (dialect) => {
   });
 });
 
-describe.skipIf(!process.env.TEST_DATABASE_URL)("PostgreSQL: a chat's last activity", () => {
-  it('never moves backwards (a send that took the lock later may carry an earlier time)', async () => {
-    const s = await testServer({ dialect: 'postgres' });
-    try {
-      const api = new Api(s.app);
-      const [a, b] = await Promise.all([api.register(), api.register()]);
-      const chat = await api.chat(a, b);
-      const later = Date.now() + 3_600_000;
-      await s.ctx.db.db.updateTable('chats').set({ last_activity_at: later }).where('id', '=', chat.id).execute();
-      const m = await api.send(a, { chatId: chat.id });
-      const row = await s.ctx.db.db.selectFrom('chats').select(['last_activity_at', 'last_message_id']).where('id', '=', chat.id).executeTakeFirstOrThrow();
-      expect({ at: Number(row.last_activity_at), last: row.last_message_id }).toEqual({ at: later, last: m.id });
-    } finally {
-      await s.close();
-    }
-  });
-});
-
 describeEachDialect('a status update is all or nothing', (dialect) => {
   it("whose sender's mailbox is gone fails whole: the status and the unread count stay, no event", async () => {
     const s = await testServer({ dialect });

@@ -171,7 +171,7 @@ export async function contactIds(db: Kysely<Schema>, userId: string): Promise<st
 /** After an identity-key change, every chat of the user needs a new key exchange. */
 export async function resetEncryptionStatus(db: Kysely<Schema>, userId: string): Promise<void> {
   if (dialectOf(db) === 'postgres') {
-    // Locked in key order first: two identity changes sharing chats never wait for each other in a cycle.
+    // Locked in key order first, as batched sends lock chats (message-batches.ts): no deadlock cycle.
     await db
       .selectFrom('chats')
       .select('id')

@@ -87,8 +87,8 @@ export async function appendToContacts(
           .where('mine.user_id', '=', userId)
           .where('other.user_id', '!=', userId),
       )
-      // The mailboxes are locked in key order before any changes: two fan-outs sharing contacts
-      // never wait for each other in a cycle. The count is a one-time filter run before the update.
+      // The mailboxes are locked in key order before any changes, as batched sends lock them
+      // (message-batches.ts): no deadlock cycle. The count is a one-time filter run before the update.
       .with('lk', (qb) =>
         qb
           .selectFrom('mailboxes')

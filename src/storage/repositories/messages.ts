@@ -4,6 +4,7 @@ import { prepared } from '../prepared.js';
 import { MESSAGE_COLUMNS, type MessagesTable, type Schema } from '../schema.js';
 import { changeUnread, markWritten, oneLessUnread, settleChat } from './chats.js';
 import { appendEvent } from './events.js';
+import { SendBatcher, type StoreOne } from './message-batches.js';
 
 export type MessageRow = Selectable<MessagesTable>;
 export type MessageStatus = MessageRow['status'];
@@ -32,7 +33,7 @@ const storePgQ = (establish: boolean, markWriter: boolean) =>
           .set((eb) => ({
             last_seq: eb('last_seq', '+', 1),
             last_message_id: arg('id'),
-            // Never backwards: a send that took the chat's lock later may carry an earlier time.
+            // Never backwards: a statement that took the chat's lock later may carry an earlier time.
             last_activity_at: eb.fn('greatest', ['last_activity_at', eb.val(arg('created_at'))]),
             ...(establish ? { encryption_status: 'established' as const } : {}),
           }))
@@ -78,6 +79,15 @@ const storePgQ = (establish: boolean, markWriter: boolean) =>
 /** Indexed by `establish * 2 + markWriter`. */
 const storePgQs = [storePgQ(false, false), storePgQ(false, true), storePgQ(true, false), storePgQ(true, true)];
 
+const storeOnePg: StoreOne = (db, row, opts) => storePgQs[Number(opts.establishesEncryption) * 2 + Number(opts.markWriter)]!.first(db, row);
+
+const batchers = new WeakMap<Kysely<Schema>, SendBatcher>();
+function batcherFor(db: Kysely<Schema>): SendBatcher {
+  let b = batchers.get(db);
+  if (!b) batchers.set(db, (b = new SendBatcher(db, storeOnePg)));
+  return b;
+}
+
 /**
  * SQLite: the insert takes its numbers from the chat and the receiver's mailbox, and a retry with a
  * `clientMessageId` already used by this sender inserts nothing (so a duplicate is no error: an
@@ -117,7 +127,7 @@ export type StoreOutcome = { stored: true } | { stored: false; earlier: MessageR
  * receiver's log position (`receiver_seq`: the row is their message.new event) and their unread
  * count; with `markWriter`, the sender's first write in the chat. Fills in `row.seq` and
  * `row.receiver_seq`. SQLite: inside a transaction. PostgreSQL: one statement (run it with
- * `Database.oneStatement`). Not stored: `earlier` is the sender's message with the same
+ * `Database.oneStatement`), shared with the sends that arrive meanwhile (message-batches.ts). Not stored: `earlier` is the sender's message with the same
  * `clientMessageId`, or undefined when the receiver's account is gone. PostgreSQL reports both
  * as errors instead (unique and foreign key violations).
  */
@@ -127,7 +137,8 @@ export async function storeMessage(
   opts: { establishesEncryption: boolean; markWriter: boolean },
 ): Promise<StoreOutcome> {
   if (dialectOf(db) === 'postgres') {
-    const placed = await storePgQs[Number(opts.establishesEncryption) * 2 + Number(opts.markWriter)]!.first(db, row);
+    // Outside a transaction, concurrent sends share one statement (decision 0025).
+    const placed = db.isTransaction ? await storeOnePg(db, row, opts) : await batcherFor(db).store(row, opts);
     if (!placed) return { stored: false, earlier: undefined };
     row.seq = Number(placed.seq);
     row.receiver_seq = Number(placed.receiver_seq);

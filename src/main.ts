@@ -62,6 +62,10 @@ async function main(): Promise<void> {
   const durability = await ctx.db.durability();
   if (durability.survivesPowerLoss) ctx.log.db.info(durability.settings, 'storage durability');
   else ctx.log.db.warn(durability.settings, 'storage durability: acknowledged messages can be lost if the machine fails');
+  const statistics = await ctx.db.statistics();
+  if (statistics && !statistics.keptCurrent) {
+    ctx.log.db.warn(statistics.settings, 'table statistics: autovacuum is off, so nothing re-plans cached statements as tables grow and queries slow down; turn it on or run ANALYZE regularly');
+  }
 
   let stopping = false;
   const stop = async (signal: string) => {

@@ -48,6 +48,12 @@ export interface Durability {
   survivesPowerLoss: boolean;
 }
 
+/** `keptCurrent`: something re-analyses tables as they grow, so cached plans follow them. */
+export interface Statistics {
+  settings: Record<string, string>;
+  keptCurrent: boolean;
+}
+
 export abstract class Database {
   abstract readonly dialect: DialectName;
   /** For reads outside a transaction. Code inside `transaction()` must use `tx.db` only. */
@@ -98,6 +104,14 @@ export abstract class Database {
    * operator sees a PostgreSQL with fsync or synchronous_commit off before losing messages).
    */
   abstract durability(): Promise<Durability>;
+
+  /**
+   * Whether the database keeps its planner's table statistics current by itself (logged at start
+   * when not). null for SQLite: it plans a statement when it is prepared, from fixed rules.
+   */
+  statistics(): Promise<Statistics | null> {
+    return Promise.resolve(null);
+  }
 
   async close(): Promise<void> {
     await this.db.destroy();
@@ -637,6 +651,16 @@ export class PostgresDatabase extends Database {
     const settings = { fsync: await show('fsync'), synchronous_commit: await show('synchronous_commit'), full_page_writes: await show('full_page_writes') };
     const survivesPowerLoss = settings.fsync === 'on' && settings.synchronous_commit !== 'off' && settings.full_page_writes === 'on';
     return { settings, survivesPowerLoss };
+  }
+
+  /**
+   * Named statements keep generic plans until their tables are analysed again; with autovacuum off
+   * nothing does, and a plan made for a small table stays when it is large (decision 0025).
+   */
+  override async statistics(): Promise<Statistics> {
+    const row = (await sql<{ autovacuum: string; track_counts: string }>`select current_setting('autovacuum') as autovacuum, current_setting('track_counts') as track_counts`.execute(this.db)).rows[0]!;
+    const settings = { autovacuum: row.autovacuum, track_counts: row.track_counts };
+    return { settings, keptCurrent: settings.autovacuum === 'on' && settings.track_counts === 'on' };
   }
 
   transaction<T>(fn: (tx: Tx) => Promise<T>): Promise<T> {

@@ -113,7 +113,11 @@ describeEachDialect('users and chats', (dialect) => {
   it('GET /chats pages: limit and nextCursor walk every chat once, in order, with hasMore on all but the last page', async () => {
     const [u, ...others] = (await Promise.all(Array.from({ length: 6 }, () => api.register()))) as [Session, ...Session[]];
     const chats = [];
-    for (const o of others) chats.push(await api.chat(u, o));
+    // A few ms apart: chats made in one millisecond would be ordered by their random ids.
+    for (const o of others) {
+      chats.push(await api.chat(u, o));
+      await later();
+    }
     await later();
     await api.send(others[1]!, { chatId: chats[1]!.id }); // activity reorders: chats[1] is the most recent
     const whole = await api.get('/chats', u.token);
@@ -141,7 +145,11 @@ describeEachDialect('users and chats', (dialect) => {
   it('GET /chats: a chat that becomes active between pages moves to the top and is not repeated further down', async () => {
     const [u, ...others] = (await Promise.all(Array.from({ length: 4 }, () => api.register()))) as [Session, ...Session[]];
     const chats = [];
-    for (const o of others) chats.push(await api.chat(u, o));
+    // A few ms apart: chats made in one millisecond would be ordered by their random ids.
+    for (const o of others) {
+      chats.push(await api.chat(u, o));
+      await later();
+    }
     const first = await api.get('/chats?limit=1', u.token);
     expect(first.body.chats.map((c: Chat) => c.id)).toEqual([chats[2]!.id]);
     await later();

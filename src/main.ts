@@ -64,7 +64,7 @@ async function main(): Promise<void> {
   else ctx.log.db.warn(durability.settings, 'storage durability: acknowledged messages can be lost if the machine fails');
   const statistics = await ctx.db.statistics();
   if (statistics && !statistics.keptCurrent) {
-    ctx.log.db.warn(statistics.settings, 'table statistics: autovacuum is off, so nothing re-plans cached statements as tables grow and queries slow down; turn it on or run ANALYZE regularly');
+    ctx.log.db.warn(statistics.settings, 'table statistics: autovacuum is off (or track_counts, which it needs), so nothing re-plans cached statements as tables grow and queries slow down; turn it on or run ANALYZE regularly');
   }
 
   let stopping = false;

@@ -646,9 +646,14 @@ export class PostgresDatabase extends Database {
     return new PostgresDatabase(pool, log, cfg.schema ?? 'public');
   }
 
+  /** Server settings by name, in one round trip. */
+  private async settings<K extends string>(...names: K[]): Promise<Record<K, string>> {
+    const rows = (await sql<{ name: K; setting: string }>`select name, setting from pg_settings where name = any(${names})`.execute(this.db)).rows;
+    return Object.fromEntries(rows.map((r) => [r.name, r.setting])) as Record<K, string>;
+  }
+
   async durability(): Promise<Durability> {
-    const show = async (name: string) => String((await sql<{ v: string }>`select current_setting(${name}) as v`.execute(this.db)).rows[0]!.v);
-    const settings = { fsync: await show('fsync'), synchronous_commit: await show('synchronous_commit'), full_page_writes: await show('full_page_writes') };
+    const settings = await this.settings('fsync', 'synchronous_commit', 'full_page_writes');
     const survivesPowerLoss = settings.fsync === 'on' && settings.synchronous_commit !== 'off' && settings.full_page_writes === 'on';
     return { settings, survivesPowerLoss };
   }
@@ -658,8 +663,7 @@ export class PostgresDatabase extends Database {
    * nothing does, and a plan made for a small table stays when it is large (decision 0025).
    */
   override async statistics(): Promise<Statistics> {
-    const row = (await sql<{ autovacuum: string; track_counts: string }>`select current_setting('autovacuum') as autovacuum, current_setting('track_counts') as track_counts`.execute(this.db)).rows[0]!;
-    const settings = { autovacuum: row.autovacuum, track_counts: row.track_counts };
+    const settings = await this.settings('autovacuum', 'track_counts');
     return { settings, keptCurrent: settings.autovacuum === 'on' && settings.track_counts === 'on' };
   }
 

@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import pg from 'pg';
 import { afterAll, beforeAll, expect, it, vi } from 'vitest';
 import { Api, envelope } from '../_helpers/api.js';
 import { testServer, type TestServer } from '../_helpers/server.js';
@@ -67,5 +68,23 @@ it.skipIf(!process.env.TEST_DATABASE_URL)('T-CFG-03: PostgreSQL reports fsync, s
     expect(await pg.ctx.db.durability()).toEqual({ settings: { fsync: 'on', synchronous_commit: 'on', full_page_writes: 'on' }, survivesPowerLoss: true });
   } finally {
     await pg.close();
+  }
+});
+
+it('SQLite reports no table statistics to keep current (nothing is logged at start)', async () => {
+  expect(await s.ctx.db.statistics()).toBeNull();
+});
+
+it.skipIf(!process.env.TEST_DATABASE_URL)('PostgreSQL reports autovacuum and track_counts as the server has them, and whether both are on', async () => {
+  const server = await testServer({ dialect: 'postgres' });
+  const admin = new pg.Client({ connectionString: process.env.TEST_DATABASE_URL });
+  await admin.connect();
+  try {
+    const show = async (name: string) => (await admin.query<Record<string, string>>(`show ${name}`)).rows[0]![name]!;
+    const settings = { autovacuum: await show('autovacuum'), track_counts: await show('track_counts') };
+    expect(await server.ctx.db.statistics()).toEqual({ settings, keptCurrent: settings.autovacuum === 'on' && settings.track_counts === 'on' });
+  } finally {
+    await admin.end();
+    await server.close();
   }
 });

@@ -22,6 +22,7 @@ import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import WebSocket from 'ws';
 import {
   cpuDelta,
+  LATE_MS,
   cpuSnapshot,
   pidsByName,
   procCpuSeconds,
@@ -613,8 +614,23 @@ function onDelivered(receiverIdx: number, data: Buffer, now: number): void {
   }
   receiver.lastRecvT = now;
   lastGlobalRecv = now;
-  if (id.t >= ph.windowStart && id.t < ph.windowEnd) ph.latency.push(now - id.t);
+  if (id.t >= ph.windowStart && id.t < ph.windowEnd) {
+    ph.latency.push(now - id.t);
+    if (late && now - id.t > LATE_MS) late.lines.push(`${epoch(now)} late ${(now - id.t).toFixed(1)} ${ph.name}`);
+  }
 }
+
+/** Epoch milliseconds of a performance.now() reading: the servers' trace uses the same clock. */
+const epoch = (t: number) => (performance.timeOrigin + t).toFixed(1);
+
+/** `--trace`: late messages and the phases' windows, written in batches (see GenConfig.lateFile). */
+const late = cfg.lateFile ? { fd: fs.openSync(cfg.lateFile, 'w'), lines: [] as string[] } : null;
+function flushLate(): void {
+  if (!late || late.lines.length === 0) return;
+  fs.writeSync(late.fd, `${late.lines.join('\n')}\n`);
+  late.lines.length = 0;
+}
+if (late) setInterval(flushLate, 500).unref();
 
 const RETRYABLE = new Set(['unavailable', 'rate_limited']);
 
@@ -734,6 +750,7 @@ function newPhase(name: string, kind: 'closed' | 'open', rate: number | null, wi
   };
   phases.push(p);
   current = p;
+  late?.lines.push(`${epoch(windowStart)} window ${epoch(windowEnd)} ${kind} ${name}`);
   return p;
 }
 
@@ -1122,6 +1139,7 @@ async function main(): Promise<void> {
   result.unexpectedFrames = unexpectedFrames;
   result.socketsClosed = socketsClosedByServer;
   result.reconnects = reconnects;
+  flushLate();
   fs.writeFileSync(cfg.resultFile, JSON.stringify(result, null, 2));
 }
 

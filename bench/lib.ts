@@ -31,7 +31,16 @@ export interface GenConfig {
   resultFile: string;
   runTag: string;
   ciphertextBytes: number;
+  /**
+   * `--trace`: every message later than LATE_MS is written here (epoch ms of its arrival, its
+   * latency, its phase), with each phase's measured window, for bench/tail.ts to line up with the
+   * servers' own events.
+   */
+  lateFile?: string;
 }
+
+/** A message later than this is listed by `--trace` (the 5 k msg/s p99 target of issue 7). */
+export const LATE_MS = 10;
 
 export interface LatencySummary {
   count: number;

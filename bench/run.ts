@@ -31,6 +31,7 @@ import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { sleep, type GenConfig, type GenResult, type PhaseResult, type ScenarioName } from './lib.js';
 import { formatProfile, summarizeProfile, type ProfileSummary } from './profile.js';
+import { explainTail } from './tail.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const RESULTS = path.join(ROOT, 'bench', 'results');
@@ -289,12 +290,21 @@ function profileArgs(name: string, opts: Options): string[] {
   return ['--cpu-prof', `--cpu-prof-dir=${dir}`];
 }
 
-/** `--trace`: node arguments and environment that preload bench/trace.mjs, writing to traces/<name>.log. */
+/**
+ * `--trace`: node arguments and environment that preload bench/trace.mjs, writing a server's long
+ * turns to traces/<name>.log and its events to traces/<name>.events.log.
+ */
 function traceSetup(name: string, opts: Options): { args: string[]; env: NodeJS.ProcessEnv } {
   if (!opts.trace) return { args: [], env: {} };
   fs.mkdirSync(TRACES, { recursive: true });
-  return { args: ['--import', path.join(ROOT, 'bench', 'trace.mjs')], env: { BENCH_TRACE_FILE: path.join(TRACES, `${name}.log`) } };
+  return {
+    args: ['--import', path.join(ROOT, 'bench', 'trace.mjs')],
+    env: { BENCH_TRACE_FILE: path.join(TRACES, `${name}.log`), BENCH_TRACE_EVENTS_FILE: path.join(TRACES, `${name}.events.log`) },
+  };
 }
+
+/** `--trace`: the generator's list of late messages (bench/tail.ts reads it with the servers' events). */
+const lateFile = (scenario: string) => path.join(TRACES, `${scenario}.late.log`);
 
 /** The main thread's profile: the largest file in the process's directory. */
 function mainProfile(name: string): string | null {
@@ -510,6 +520,7 @@ async function runScenario(name: ScenarioName, opts: Options, runTag: string, cl
       resultFile,
       runTag: `${runTag}${ALL.indexOf(name)}`,
       ciphertextBytes: 256,
+      ...(opts.trace ? { lateFile: lateFile(name) } : {}),
     };
     // A bound on everything the generator does: setup (Argon2id per account), phases, drains.
     const accounts = isIdle ? opts.idleUsers : opts.users;
@@ -825,7 +836,18 @@ async function main(): Promise<number> {
   if (opts.profile) {
     for (const r of results) for (const p of r.profiles ?? []) console.log(`\n${r.scenario}: ${formatProfile(p)}`);
   }
-  if (opts.trace) console.log(`\nlong event-loop turns of each server: ${path.relative(process.cwd(), TRACES)}/<scenario>-<instance>.log (bench/trace.mjs says how to read them)`);
+  if (opts.trace) {
+    for (const r of results) {
+      if (r.status !== 'ok' || !fs.existsSync(lateFile(r.scenario))) continue;
+      // The relay's files are named after its scenario, a server's after its scenario and instance.
+      const relay = path.join(TRACES, `${r.scenario}.events.log`);
+      const events = fs.existsSync(relay) ? [relay] : Array.from({ length: r.instances }, (_, i) => path.join(TRACES, `${r.scenario}-${i}.events.log`));
+      // Open loop only: at saturation every message waits in the window by design.
+      const report = explainTail(lateFile(r.scenario), events, { phases: (w) => w.kind === 'open' });
+      if (report) console.log(`\n${r.scenario}, the tail (bench/tail.ts):\n${report}`);
+    }
+    console.log(`\nlong event-loop turns of each server: ${path.relative(process.cwd(), TRACES)}/<scenario>-<instance>.log (bench/trace.mjs says how to read them)`);
+  }
   console.log(`\nresults: ${path.relative(process.cwd(), opts.out)} (${out.durationS} s)`);
   if (problems.length > 0) {
     console.log(`\nCORRECTNESS FAILED:\n  ${problems.join('\n  ')}`);

@@ -16,7 +16,13 @@ export class ConfigError extends Error {
 }
 
 export type DatabaseConfig =
-  | { kind: 'sqlite'; path: string; synchronous: 'FULL' | 'NORMAL' }
+  | {
+      kind: 'sqlite';
+      path: string;
+      synchronous: 'FULL' | 'NORMAL';
+      /** Tests only (never from the environment): the WAL checkpoint thread's pacing. */
+      checkpoint?: { intervalMs: number; restartFrames: number; quietFrames: number };
+    }
   | { kind: 'postgres'; url: string; poolSize: number; schema?: string };
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';

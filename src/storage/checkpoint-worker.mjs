@@ -1,5 +1,6 @@
 // WAL checkpoints for the SQLite writer, on their own thread and connection (see checkpointer.ts).
 // Plain JavaScript so it loads the same way under tsx, Vitest and plain Node.
+import { readFileSync } from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
 import Database from 'better-sqlite3';
 
@@ -22,6 +23,9 @@ for (;;) {
   if (Atomics.load(flags, STOP) === 1) break;
   Atomics.store(flags, WORK, 0);
   const catchUp = Atomics.exchange(flags, CATCH_UP, 0) === 1;
+  // For a catch-up pass, the writer is told where its time went (the pause's length).
+  const before = catchUp ? threadTimes() : null;
+  const startedAt = performance.now();
   try {
     // PASSIVE: copies what it can and syncs the database file without waiting for the writer or
     // readers, never blocking them.
@@ -47,7 +51,14 @@ for (;;) {
   }
   if (catchUp) {
     // Everything is copied and no write ran meanwhile: the writer's next write starts the WAL over.
-    parentPort.postMessage({ caughtUp: true });
+    const after = threadTimes();
+    // Epoch milliseconds: the writer's clock is another thread's performance.now().
+    const pass = { startedAt: performance.timeOrigin + startedAt, ms: performance.now() - startedAt, cpuMs: null, runqMs: null };
+    if (before && after) {
+      pass.cpuMs = after.cpuMs - before.cpuMs;
+      pass.runqMs = after.runqMs - before.runqMs;
+    }
+    parentPort.postMessage({ caughtUp: true, pass });
     continue;
   }
   // Batch: at most one pass per interval, however many commits arrive (a catch-up wakes it early).
@@ -55,3 +66,16 @@ for (;;) {
   if (Atomics.load(flags, STOP) === 1) break;
 }
 db.close();
+
+/**
+ * This thread's time on a CPU and waiting for one, in ms (Linux: /proc/thread-self/schedstat);
+ * null elsewhere. The rest of a pass is spent blocked: on the disk, for the two fsyncs.
+ */
+function threadTimes() {
+  try {
+    const [onCpu, waiting] = readFileSync('/proc/thread-self/schedstat', 'utf8').split(' ').map(Number);
+    return { cpuMs: onCpu / 1e6, runqMs: waiting / 1e6 };
+  } catch {
+    return null;
+  }
+}

@@ -9,6 +9,21 @@ const LAST_COPIED = 4;
 /** A catch-up pass that takes longer than this is not waited for (writes resume; the WAL just grows). */
 const CATCH_UP_WAIT_MS = 250;
 
+/** A catch-up pass: its length; the thread's time on a CPU and waiting for one (Linux only, else null). */
+export interface CatchUpPass {
+  /** From the writer's request to the pass's start (the thread may have been in a pass already). */
+  startedAfterMs: number;
+  ms: number;
+  cpuMs: number | null;
+  runqMs: number | null;
+}
+
+export interface CheckpointOptions {
+  intervalMs: number;
+  restartFrames: number;
+  quietFrames: number;
+}
+
 /**
  * Copies the SQLite WAL back into the database file on a worker thread. SQLite's own automatic
  * checkpoint runs inside the commit that crosses the threshold, on the event loop, and costs that
@@ -26,19 +41,29 @@ export class Checkpointer {
   private readonly worker: Worker;
   private readonly exited: Promise<void>;
   private caughtUp: (() => void) | null = null;
+  /** How the thread spent its latest catch-up pass (null before one, or if it timed out). */
+  lastCatchUp: CatchUpPass | null = null;
+  /** Epoch ms of the pending catch-up request. */
+  private requestedAt: number | null = null;
 
   /**
    * `intervalMs`: at most one pass per interval; a longer one copies a page rewritten many times
    * once. `restartFrames`: past this WAL length the writer is asked for a pause. `quietFrames`:
    * before that, passes run back to back until one copied at most this many frames.
    */
-  constructor(file: string, log: Logger, opts: { intervalMs: number; restartFrames: number; quietFrames: number }) {
+  constructor(file: string, log: Logger, opts: CheckpointOptions) {
     this.worker = new Worker(new URL('./checkpoint-worker.mjs', import.meta.url), {
       workerData: { path: file, signal: this.flags.buffer, ...opts },
     });
     this.worker.unref();
-    this.worker.on('message', (m: { error?: string; caughtUp?: boolean }) => {
-      if (m.caughtUp) this.release();
+    this.worker.on('message', (m: { error?: string; caughtUp?: boolean; pass?: Omit<CatchUpPass, 'startedAfterMs'> & { startedAt: number } }) => {
+      if (m.caughtUp) {
+        if (m.pass && this.requestedAt !== null) {
+          const { startedAt, ...pass } = m.pass;
+          this.lastCatchUp = { startedAfterMs: Math.max(0, startedAt - this.requestedAt), ...pass };
+        }
+        this.release();
+      }
       else log.warn({ error: m.error }, 'WAL checkpoint failed');
     });
     this.exited = new Promise((resolve) => {
@@ -71,6 +96,8 @@ export class Checkpointer {
 
   /** Resolves when the thread has copied the whole WAL (the caller writes nothing meanwhile). */
   catchUp(): Promise<void> {
+    this.lastCatchUp = null;
+    this.requestedAt = performance.timeOrigin + performance.now();
     return new Promise((resolve) => {
       const timer = setTimeout(() => this.release(), CATCH_UP_WAIT_MS);
       this.caughtUp = () => {

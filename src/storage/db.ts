@@ -1,3 +1,4 @@
+import { channel } from 'node:diagnostics_channel';
 import fs from 'node:fs';
 import path from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
@@ -136,6 +137,44 @@ export async function createDatabase(cfg: DatabaseConfig, log: Logger, waitMs = 
   }
 }
 
+/**
+ * What the SQLite writer does, for whoever subscribes (`node:diagnostics_channel`; nothing is
+ * measured while no one does): `npm run bench -- --trace` lines a latency tail up with these.
+ */
+export const SQLITE_DIAGNOSTICS = {
+  /** A commit group, when durable: its units and where its time went, in ms. */
+  commitGroup: 'safechat:sqlite:commit-group',
+  /** The writer paused between two groups so that the WAL could start over (decision 0014). */
+  walRestart: 'safechat:sqlite:wal-restart',
+} as const;
+export interface CommitGroupEvent {
+  units: number;
+  /** From BEGIN to COMMIT: the units' statements and the slices between them. */
+  runMs: number;
+  commitMs: number;
+  /** The WAL's fdatasync on the thread pool (0 at SQLITE_SYNCHRONOUS=NORMAL). */
+  syncMs: number;
+}
+export interface WalRestartEvent {
+  pauseMs: number;
+  /** WAL frames the checkpoint thread copied during the pause. */
+  frames: number;
+  /**
+   * The thread's pass (null if it was not waited for): how long after the request it began (a
+   * pass under way is finished first), its length, and of that its time on a CPU
+   * and waiting for one (Linux only, else null). The rest is the disk: the WAL's and the database
+   * file's fsyncs, which a checkpoint needs before the WAL may be overwritten.
+   */
+  passStartedAfterMs: number | null;
+  passMs: number | null;
+  passCpuMs: number | null;
+  passRunqMs: number | null;
+  /** Units that had arrived meanwhile: the next group takes them. */
+  waiting: number;
+}
+const commitGroupChannel = channel(SQLITE_DIAGNOSTICS.commitGroup);
+const walRestartChannel = channel(SQLITE_DIAGNOSTICS.walRestart);
+
 interface Job {
   fn: (tx: Tx) => Promise<unknown>;
   resolve: (value: unknown) => void;
@@ -229,7 +268,7 @@ export class SqliteDatabase extends Database {
       // A pass every 200 ms copies a hot page (a chat's or receiver's index tail, the counters)
       // once for many commits; the WAL starts over at ~40 MiB of 2 KiB frames, after passes in a
       // row have left little for the pause (~10-15 ms, decision 0014).
-      this.checkpointer = new Checkpointer(cfg.path, log, { intervalMs: 200, restartFrames: 20_000, quietFrames: 300 });
+      this.checkpointer = new Checkpointer(cfg.path, log, cfg.checkpoint ?? { intervalMs: 200, restartFrames: 20_000, quietFrames: 300 });
       // A backstop only: the checkpoint thread keeps the WAL far below it.
       this.raw.pragma('wal_autocheckpoint = 100000');
       // Above the WAL's working size: truncating it at every restart made the next commit ~18 ms
@@ -296,7 +335,23 @@ export class SqliteDatabase extends Database {
   private async drain(): Promise<void> {
     try {
       while (this.queue.length > 0) {
-        if (this.checkpointer?.wantsQuiet) await this.checkpointer.catchUp();
+        if (this.checkpointer?.wantsQuiet) {
+          const pausedAt = performance.now();
+          await this.checkpointer.catchUp();
+          if (walRestartChannel.hasSubscribers) {
+            const pass = this.checkpointer.lastCatchUp;
+            const event: WalRestartEvent = {
+              pauseMs: performance.now() - pausedAt,
+              frames: this.checkpointer.lastCopied,
+              waiting: this.queue.length,
+              passStartedAfterMs: pass?.startedAfterMs ?? null,
+              passMs: pass?.ms ?? null,
+              passCpuMs: pass?.cpuMs ?? null,
+              passRunqMs: pass?.runqMs ?? null,
+            };
+            walRestartChannel.publish(event);
+          }
+        }
         const group = this.queue.splice(0, MAX_GROUP);
         const used = await this.runGroup(group);
         // What did not fit in the time budget goes first into the next group.
@@ -377,9 +432,16 @@ export class SqliteDatabase extends Database {
         }
       }
       if (settled.some((s) => s.ok)) {
+        const committing = performance.now();
         await trx.run('commit');
+        const syncing = performance.now();
         if (this.syncEachCommit) await this.syncWal();
         this.checkpointer?.poke();
+        if (commitGroupChannel.hasSubscribers) {
+          const done = performance.now();
+          const event: CommitGroupEvent = { units: settled.length, runMs: committing - started, commitMs: syncing - committing, syncMs: done - syncing };
+          commitGroupChannel.publish(event);
+        }
       } else await trx.run('rollback');
     } catch (err) {
       this.log.error({ err }, 'group commit failed');

@@ -328,7 +328,8 @@ const START_ARGV: string[] = (() => {
   if (node !== 'node') throw new Error(`npm start must run node directly (it is "${start}")`);
   return argv;
 })();
-const RUNTIME_FLAGS = START_ARGV.filter((a) => /^--[\w-]+=/.test(a));
+/** The `start` command's node and V8 flags (not its `--import` loader): the relay runs with them too. */
+const RUNTIME_FLAGS = START_ARGV.filter((a, i) => a.startsWith('--') && a !== '--import' && START_ARGV[i - 1] !== '--import');
 
 async function startRelay(name: string, opts: Options, tmp: string, serverCore: number | null): Promise<Target> {
   const port = await freePort();

@@ -98,6 +98,34 @@ function weight(e: ServerEvent): number {
   return e.runMs + e.commitMs + e.syncMs;
 }
 
+/**
+ * What the late messages waited through: each is counted once, under the first of these whose
+ * interval overlaps its own wait (from its send to its arrival) — a WAL-restart pause, a commit
+ * group's slow fsync, a GC pause of 2 ms or more. The rest waited through none of them, only queues
+ * (often the backlog one of them left).
+ */
+function attribute(late: Late[], events: ServerEvent[]): string {
+  const spans = (pick: (e: ServerEvent) => number | null) =>
+    events.flatMap((e) => {
+      const ms = pick(e);
+      return ms === null ? [] : [[e.at - ms, e.at] as const];
+    });
+  const classes = [
+    { name: 'a WAL-restart pause', spans: spans((e) => (e.kind === 'restart' ? e.pauseMs : null)) },
+    { name: `a slow fsync (≥ ${SLOW_SYNC_MS} ms)`, spans: spans((e) => (e.kind === 'group' && e.syncMs >= SLOW_SYNC_MS ? e.syncMs : null)) },
+    { name: 'a GC pause ≥ 2 ms', spans: spans((e) => (e.kind === 'gc' && e.ms >= 2 ? e.ms : null)) },
+  ];
+  const counts = classes.map(() => 0);
+  for (const l of late) {
+    const sent = l.at - l.ms;
+    const i = classes.findIndex((c) => c.spans.some(([from, to]) => from < l.at && to > sent));
+    if (i >= 0) counts[i]!++;
+  }
+  const pct = (n: number) => `${Math.round((100 * n) / late.length)} %`;
+  const none = late.length - sum(counts);
+  return `waited through ${classes.map((c, i) => `${c.name} ${pct(counts[i]!)}`).join(', ')}; none of these ${pct(none)}`;
+}
+
 /** The report for one scenario: per phase, the server's time and the worst buckets of late messages. */
 export function explainTail(lateFile: string, eventFiles: string[], opts: { worst?: number; phases?: (w: Window) => boolean } = {}): string {
   const { windows, late } = readLate(lateFile);
@@ -126,6 +154,10 @@ export function explainTail(lateFile: string, eventFiles: string[], opts: { wors
         `${restarts.some((r) => r.pass) ? `of which the checkpoint thread was ${f1(sum(restarts.map((r) => r.pass?.diskMs ?? 0)))} ms on the disk; ` : ''}` : '') +
         `GC pauses ≥ 1 ms: ${gcs.length}, ${f1(sum(gcs.map((g) => g.ms)))} ms in all, longest ${f1(max(gcs.map((g) => g.ms)))}`,
     );
+    for (const over of [LATE_MS, 50]) {
+      const these = over === LATE_MS ? mine : mine.filter((l) => l.ms > over);
+      if (these.length > 0) out.push(`  the ${these.length} later than ${over} ms ${attribute(these, events)}`);
+    }
     // The worst buckets of arrivals, with the notable server events shortly before each.
     const buckets = new Map<number, Late[]>();
     for (const l of mine) {

@@ -79,6 +79,7 @@ export function readEvents(file: string): ServerEvent[] {
 const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
 const max = (xs: number[]) => xs.reduce((a, b) => Math.max(a, b), 0);
 const f1 = (x: number) => x.toFixed(1);
+const messages = (n: number) => `${n} message${n === 1 ? '' : 's'}`;
 
 function describe(e: ServerEvent): string {
   if (e.kind === 'restart') {
@@ -139,7 +140,7 @@ export function explainTail(lateFile: string, eventFiles: string[], opts: { wors
     const gcs = inWindow.filter((e) => e.kind === 'gc');
     const units = sum(groups.map((g) => g.units));
     const mine = late.filter((l) => l.phase === w.name);
-    out.push(`${w.name}: ${mine.length} messages later than ${LATE_MS} ms (${mine.filter((l) => l.ms > 50).length} later than 50 ms)`);
+    out.push(`${w.name}: ${messages(mine.length)} later than ${LATE_MS} ms (${mine.filter((l) => l.ms > 50).length} later than 50 ms)`);
     if (groups.length > 0) {
       out.push(
         `  per second: ${f1(groups.length / seconds)} commit groups (${f1(units / Math.max(1, groups.length))} units each), ` +
@@ -149,7 +150,7 @@ export function explainTail(lateFile: string, eventFiles: string[], opts: { wors
     }
     const sqlite = groups.length > 0;
     out.push(
-      `  ${sqlite ? '' : 'no SQLite commit groups reported (another database); '}` +
+      `  ${sqlite ? '' : 'no SQLite commit groups reported; '}` +
         (sqlite ? `WAL-restart pauses: ${restarts.length} (${f1(restarts.length / seconds)}/s), ${f1(sum(restarts.map((r) => r.pauseMs)))} ms in all, longest ${f1(max(restarts.map((r) => r.pauseMs)))}; ` +
         `${restarts.some((r) => r.pass) ? `of which the checkpoint thread was ${f1(sum(restarts.map((r) => r.pass?.diskMs ?? 0)))} ms on the disk; ` : ''}` : '') +
         `GC pauses ≥ 1 ms: ${gcs.length}, ${f1(sum(gcs.map((g) => g.ms)))} ms in all, longest ${f1(max(gcs.map((g) => g.ms)))}`,

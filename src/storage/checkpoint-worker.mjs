@@ -11,7 +11,7 @@ const CATCH_UP = 3; // 1: the writer has paused and waits for this pass
 
 const LAST_COPIED = 4; // frames the last pass copied (for tests)
 /** Passes in a row, at most, while converging before a pause (the writer may outrun them). */
-const MAX_BACK_TO_BACK = 4;
+const MAX_BACK_TO_BACK = 8;
 
 const flags = new Int32Array(workerData.signal);
 const db = new Database(workerData.path);

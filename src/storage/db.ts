@@ -267,8 +267,9 @@ export class SqliteDatabase extends Database {
     if (cfg.path !== ':memory:') {
       // A pass every 200 ms copies a hot page (a chat's or receiver's index tail, the counters)
       // once for many commits; the WAL starts over at ~40 MiB of 2 KiB frames, after passes in a
-      // row have left little for the pause (~10-15 ms, decision 0014).
-      this.checkpointer = new Checkpointer(cfg.path, log, cfg.checkpoint ?? { intervalMs: 200, restartFrames: 20_000, quietFrames: 300 });
+      // row have left at most 100 frames for the pause: the pause is mostly the disk syncing what
+      // its pass copied (decision 0014).
+      this.checkpointer = new Checkpointer(cfg.path, log, cfg.checkpoint ?? { intervalMs: 200, restartFrames: 20_000, quietFrames: 100 });
       // A backstop only: the checkpoint thread keeps the WAL far below it.
       this.raw.pragma('wal_autocheckpoint = 100000');
       // Above the WAL's working size: truncating it at every restart made the next commit ~18 ms

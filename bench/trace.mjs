@@ -76,7 +76,7 @@ if (eventsFile && isMainThread) {
   // The channel names of SQLITE_DIAGNOSTICS in src/storage/db.ts.
   subscribe('safechat:sqlite:commit-group', (e) => lines.push(`${at()} group ${e.units} ${e.runMs.toFixed(2)} ${e.commitMs.toFixed(2)} ${e.syncMs.toFixed(2)}`));
   const ms = (v) => (v === null ? '-' : v.toFixed(2));
-  subscribe('safechat:sqlite:wal-restart', (e) => lines.push(`${at()} restart ${ms(e.pauseMs)} ${e.waiting} ${e.frames} ${ms(e.passStartedAfterMs)} ${ms(e.passMs)} ${ms(e.passCpuMs)} ${ms(e.passRunqMs)}`));
+  subscribe('safechat:sqlite:wal-restart', (e) => lines.push(`${at()} restart ${ms(e.pauseMs)} ${e.waiting} ${e.frames} ${ms(e.pass?.startedAfterMs ?? null)} ${ms(e.pass?.ms ?? null)} ${ms(e.pass?.cpuMs ?? null)} ${ms(e.pass?.runqMs ?? null)}`));
   new PerformanceObserver((list) => {
     for (const e of list.getEntries()) if (e.duration >= 1) lines.push(`${(performance.timeOrigin + e.startTime + e.duration).toFixed(1)} gc ${e.detail?.kind ?? 0} ${e.duration.toFixed(2)}`);
   }).observe({ entryTypes: ['gc'] });

@@ -15,13 +15,20 @@ export class ConfigError extends Error {
   }
 }
 
+/** How the SQLite WAL checkpoint thread paces its passes (src/storage/checkpointer.ts). */
+export interface CheckpointPacing {
+  intervalMs: number;
+  restartFrames: number;
+  quietFrames: number;
+}
+
 export type DatabaseConfig =
   | {
       kind: 'sqlite';
       path: string;
       synchronous: 'FULL' | 'NORMAL';
       /** Tests only (never from the environment): the WAL checkpoint thread's pacing. */
-      checkpoint?: { intervalMs: number; restartFrames: number; quietFrames: number };
+      checkpoint?: CheckpointPacing;
     }
   | { kind: 'postgres'; url: string; poolSize: number; schema?: string };
 

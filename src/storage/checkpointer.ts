@@ -1,5 +1,6 @@
 import { Worker } from 'node:worker_threads';
 import type { Logger } from 'pino';
+import type { CheckpointPacing } from '../config/config.js';
 
 const WORK = 0;
 const STOP = 1;
@@ -9,19 +10,17 @@ const LAST_COPIED = 4;
 /** A catch-up pass that takes longer than this is not waited for (writes resume; the WAL just grows). */
 const CATCH_UP_WAIT_MS = 250;
 
-/** A catch-up pass: its length; the thread's time on a CPU and waiting for one (Linux only, else null). */
+/**
+ * A catch-up pass: how long after the request it began (a pass under way is finished first), its
+ * length, and of that the thread's time on a CPU and waiting for one (Linux only, else null). The
+ * rest is the disk: the syncs a checkpoint needs before the WAL may be overwritten.
+ */
 export interface CatchUpPass {
   /** From the writer's request to the pass's start (the thread may have been in a pass already). */
   startedAfterMs: number;
   ms: number;
   cpuMs: number | null;
   runqMs: number | null;
-}
-
-export interface CheckpointOptions {
-  intervalMs: number;
-  restartFrames: number;
-  quietFrames: number;
 }
 
 /**
@@ -51,7 +50,7 @@ export class Checkpointer {
    * once. `restartFrames`: past this WAL length the writer is asked for a pause. `quietFrames`:
    * before that, passes run back to back until one copied at most this many frames.
    */
-  constructor(file: string, log: Logger, opts: CheckpointOptions) {
+  constructor(file: string, log: Logger, opts: CheckpointPacing) {
     this.worker = new Worker(new URL('./checkpoint-worker.mjs', import.meta.url), {
       workerData: { path: file, signal: this.flags.buffer, ...opts },
     });

@@ -25,7 +25,7 @@ import type { DatabaseConfig } from '../config/config.js';
 import { isConnectionError, isRetryableTxError, OverloadedError, type DialectName } from './dialect.js';
 import { migrations } from './migrations/index.js';
 import { CtxMigrationProvider } from './migrations/provider.js';
-import { Checkpointer } from './checkpointer.js';
+import { Checkpointer, type CatchUpPass } from './checkpointer.js';
 import { bindSyncConnection, pgStatementName } from './prepared.js';
 import type { Schema } from './schema.js';
 
@@ -139,7 +139,7 @@ export async function createDatabase(cfg: DatabaseConfig, log: Logger, waitMs = 
 
 /**
  * What the SQLite writer does, for whoever subscribes (`node:diagnostics_channel`; nothing is
- * measured while no one does): `npm run bench -- --trace` lines a latency tail up with these.
+ * published while no one does): `npm run bench -- --trace` lines a latency tail up with these.
  */
 export const SQLITE_DIAGNOSTICS = {
   /** A commit group, when durable: its units and where its time went, in ms. */
@@ -159,16 +159,8 @@ export interface WalRestartEvent {
   pauseMs: number;
   /** WAL frames the checkpoint thread copied during the pause. */
   frames: number;
-  /**
-   * The thread's pass (null if it was not waited for): how long after the request it began (a
-   * pass under way is finished first), its length, and of that its time on a CPU
-   * and waiting for one (Linux only, else null). The rest is the disk: the WAL's and the database
-   * file's fsyncs, which a checkpoint needs before the WAL may be overwritten.
-   */
-  passStartedAfterMs: number | null;
-  passMs: number | null;
-  passCpuMs: number | null;
-  passRunqMs: number | null;
+  /** The checkpoint thread's pass (null if the pause ended without it: it took too long). */
+  pass: CatchUpPass | null;
   /** Units that had arrived meanwhile: the next group takes them. */
   waiting: number;
 }
@@ -340,15 +332,11 @@ export class SqliteDatabase extends Database {
           const pausedAt = performance.now();
           await this.checkpointer.catchUp();
           if (walRestartChannel.hasSubscribers) {
-            const pass = this.checkpointer.lastCatchUp;
             const event: WalRestartEvent = {
               pauseMs: performance.now() - pausedAt,
               frames: this.checkpointer.lastCopied,
               waiting: this.queue.length,
-              passStartedAfterMs: pass?.startedAfterMs ?? null,
-              passMs: pass?.ms ?? null,
-              passCpuMs: pass?.cpuMs ?? null,
-              passRunqMs: pass?.runqMs ?? null,
+              pass: this.checkpointer.lastCatchUp,
             };
             walRestartChannel.publish(event);
           }

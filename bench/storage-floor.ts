@@ -11,8 +11,13 @@
  * No JavaScript of the server runs: what is printed is SQLite, the kernel and better-sqlite3's
  * bindings only, pinned to one core when taskset is available.
  *
+ * Each message carries a `clientMessageId` made as the SDK makes it (time first, then random:
+ * packages/sdk/src/client/random.ts); `--random-client-ids` uses random ones instead, to show what
+ * they cost in the (sender, clientMessageId) index as history grows (decision 0027).
+ *
  *   npm run bench:storage                 # groups of 64 and 512, 60,000 messages each
  *   npm run bench:storage -- 512 100000   # one group size, N messages
+ *   npm run bench:storage -- 64 400000 --random-client-ids
  */
 import { execFileSync } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
@@ -21,6 +26,7 @@ import os from 'node:os';
 import path from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
 import pino from 'pino';
+import { timeOrderedId } from '../packages/sdk/src/client/random.js';
 import { createDatabase } from '../src/storage/db.js';
 
 const COLUMNS = ['id', 'chat_id', 'seq', 'sender_id', 'receiver_id', 'encrypted_content', 'iv', 'mac', 'type', 'status', 'client_message_id', 'created_at', 'delivered_at', 'read_at', 'receiver_seq'];
@@ -33,7 +39,7 @@ async function freshDatabase(dir: string): Promise<string> {
   return file;
 }
 
-function run(file: string, group: number, total: number): void {
+function run(file: string, group: number, total: number, randomClientIds: boolean): void {
   const db = new BetterSqlite3(file);
   // The writer's settings (src/storage/db.ts).
   db.pragma('journal_mode = WAL');
@@ -90,16 +96,19 @@ function run(file: string, group: number, total: number): void {
   let checkpoints = 0n;
   let lastCheckpoint = performance.now();
   let n = 0;
+  const io0 = fileIo();
   const cpu0 = process.cpuUsage();
   const t0 = performance.now();
   for (let done = 0; done < total; done += group) {
+    // Made before the clock starts: the ids are the client's work, not the server's.
+    const clientIds = Array.from({ length: group }, () => (randomClientIds ? randomUUID() : timeOrderedId()));
     const t1 = process.hrtime.bigint();
     begin.run();
     for (let i = 0; i < group; i++) {
       const [chatId, a, b] = chats[Math.floor(Math.random() * chats.length)]!;
       const [sender, receiver] = Math.random() < 0.5 ? [a, b] : [b, a];
       const id = `${Date.now().toString(16).padStart(12, '0')}${(n++).toString(16).padStart(20, '0')}`;
-      const row = place.get(id, chatId, sender, receiver, content, iv, mac, 'text', 'sent', randomUUID(), now, null, null, chatId, receiver) as { seq: number; receiver_seq: number };
+      const row = place.get(id, chatId, sender, receiver, content, iv, mac, 'text', 'sent', clientIds[i], now, null, null, chatId, receiver) as { seq: number; receiver_seq: number };
       settleChat.run(row.seq, id, now, chatId);
       settleMailbox.run(row.receiver_seq, receiver);
       unread.run(chatId, receiver);
@@ -119,22 +128,48 @@ function run(file: string, group: number, total: number): void {
     }
   }
   const cpu = process.cpuUsage(cpu0);
+  const io1 = fileIo();
   const wall = performance.now() - t0;
   const per = (ns: bigint) => (Number(ns) / 1000 / total).toFixed(1);
   console.log(
     `groups of ${String(group).padStart(4)}: CPU ${((cpu.user + cpu.system) / total).toFixed(1)} µs/msg (user ${(cpu.user / total).toFixed(1)}, system ${(cpu.system / total).toFixed(1)}); ` +
-      `wall ${((wall * 1000) / total).toFixed(1)} µs/msg = statements ${per(statements)} + commit ${per(commits)} + fdatasync ${per(syncs)} + checkpoints ${per(checkpoints)}`,
+      `wall ${((wall * 1000) / total).toFixed(1)} µs/msg = statements ${per(statements)} + commit ${per(commits)} + fdatasync ${per(syncs)} + checkpoints ${per(checkpoints)}` +
+      (io0 && io1
+        ? `; per msg: ${((io1.wchar - io0.wchar) / total / 1024).toFixed(1)} KiB written, ${((io1.syscr - io0.syscr) / total).toFixed(2)} read calls (bytes: WAL frames and checkpoint copies; reads: checkpoint copies and pages missed in the cache)`
+        : ''),
   );
   fs.closeSync(wal);
   checkpointer.close();
   db.close();
 }
 
+/**
+ * This process's bytes written and read calls so far (Linux /proc/self/io): unlike times, they
+ * hardly depend on what else the machine is doing (a few per cent: checkpoints every 200 ms of wall
+ * time save more copies when the loop is slower). Undefined elsewhere.
+ */
+function fileIo(): { wchar: number; syscr: number } | undefined {
+  try {
+    const fields = new Map(
+      fs
+        .readFileSync('/proc/self/io', 'utf8')
+        .trim()
+        .split('\n')
+        .map((l) => l.split(': ') as [string, string]),
+    );
+    return { wchar: Number(fields.get('wchar')), syscr: Number(fields.get('syscr')) };
+  } catch {
+    return undefined;
+  }
+}
+
 async function main(): Promise<void> {
-  const [groupArg, totalArg] = process.argv.slice(2);
+  const args = process.argv.slice(2);
+  const randomClientIds = args.includes('--random-client-ids');
+  const [groupArg, totalArg] = args.filter((a) => !a.startsWith('--'));
   const groups = groupArg ? [Number(groupArg)] : [64, 512];
   const total = Number(totalArg ?? 60_000);
-  if (groups.some((g) => !(g > 0)) || !(total > 0)) throw new Error('usage: storage-floor.ts [group] [messages]');
+  if (groups.some((g) => !(g > 0)) || !(total > 0)) throw new Error('usage: storage-floor.ts [group] [messages] [--random-client-ids]');
   // One core, like the server in `npm run bench`: re-run under taskset once.
   if (!process.env.STORAGE_FLOOR_PINNED) {
     try {
@@ -145,11 +180,11 @@ async function main(): Promise<void> {
       console.log('taskset unavailable: not pinned');
     }
   }
-  console.log(`storage floor: ${total} messages per run, ${os.cpus().length} × ${os.cpus()[0]?.model ?? '?'}, node ${process.version}`);
+  console.log(`storage floor: ${total} messages per run, ${randomClientIds ? 'random' : 'time-ordered'} clientMessageIds, ${os.cpus().length} × ${os.cpus()[0]?.model ?? '?'}, node ${process.version}`);
   for (const group of groups) {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'safechat-floor-'));
     try {
-      run(await freshDatabase(dir), group, total);
+      run(await freshDatabase(dir), group, total, randomClientIds);
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }

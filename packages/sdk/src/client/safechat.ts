@@ -22,7 +22,7 @@ import { MemoryKeyStore, MemorySessionStore, type KeyStore, type SessionStore } 
 import { Emitter } from './emitter.js';
 import { ApiError, IdentityMismatchError } from './errors.js';
 import { HttpClient, type FetchLike } from './http.js';
-import { randomId } from './random.js';
+import { timeOrderedId } from './random.js';
 import { SafeChatSocket, type SocketOptions, type SocketState, type WebSocketConstructor } from './socket.js';
 import {
   MemoryCursorStore,
@@ -278,7 +278,7 @@ export class SafeChatClient {
       const chat = await this.chatWith(peerUserId);
       if (!(await hasSession(this.#crypto, peerUserId))) await this.#startSession(peerUserId);
       const enc = await encryptMessage(this.#crypto, { senderId: me.id, receiverId: peerUserId, chatId: chat.id }, plaintext);
-      const body = { chatId: chat.id, receiverId: peerUserId, ...enc, clientMessageId: randomId() };
+      const body = { chatId: chat.id, receiverId: peerUserId, ...enc, clientMessageId: timeOrderedId() };
       const message = await this.#post(body);
       await this.stores.messages.put(toStored(message, plaintext));
       return { message, plaintext };

@@ -110,6 +110,25 @@ describe('two clients', () => {
     expect(again.items.map((i) => i.plaintext?.body)).toEqual(b.items.map((i) => i.plaintext?.body));
   });
 
+  it('each send carries a new clientMessageId that starts with its time, so ids grow with time', async () => {
+    const before = Date.now();
+    const sentMessages = [];
+    for (let i = 0; i < 5; i++) {
+      sentMessages.push((await say(alice, bob, `ordered ${i}`)).message);
+      await new Promise((r) => setTimeout(r, 2));
+    }
+    const after = Date.now();
+    const ids = sentMessages.map((m) => m.clientMessageId!);
+    for (const id of ids) {
+      expect(id).toMatch(/^[0-9a-f]{32}$/);
+      const t = parseInt(id.slice(0, 12), 16);
+      expect(t).toBeGreaterThanOrEqual(before);
+      expect(t).toBeLessThanOrEqual(after);
+    }
+    expect(new Set(ids).size).toBe(ids.length);
+    expect([...ids].sort()).toEqual(ids);
+  });
+
   it('markRead moves the status forward and the sender sees it', async () => {
     await Promise.all([alice.connect(), bob.connect()]);
     const statuses = record(alice, 'status');

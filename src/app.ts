@@ -5,10 +5,12 @@ import cors from '@fastify/cors';
 import websocket, { type WebsocketPluginOptions } from '@fastify/websocket';
 import helmet from 'helmet';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply } from 'fastify';
+import type { Logger } from 'pino';
 import { validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
 import { CLOSE, DEFAULT_MAX_CIPHERTEXT_BYTES } from '@safechat/protocol';
 import type { AppContext } from './context.js';
 import { AppError, UnavailableError } from './errors.js';
+import { requestLogger } from './logger.js';
 import { registerBodyParser } from './http/plugins/body-parser.js';
 import { registerErrorHandlers } from './http/plugins/error-handler.js';
 import { registerNotFound } from './http/plugins/not-found.js';
@@ -44,6 +46,8 @@ export async function createApp(ctx: AppContext): Promise<FastifyInstance> {
     loggerInstance: logger,
     // Per-request access logs are off: metrics count requests, logs keep what needs a reader.
     logController: new LogController({ disableRequestLogging: true }),
+    // Each request's child logger is made only if the request logs (decision 0028).
+    childLoggerFactory: (parent, bindings, opts) => requestLogger(parent as Logger, bindings, opts),
     bodyLimit: envelopeLimit,
     // Unique across instances and restarts: a 5xx answer carries it, and so does its log line.
     genReqId: () => randomUUID(),

@@ -232,6 +232,21 @@ export function psiSomeSeconds(resource: 'cpu' | 'io'): number | null {
   }
 }
 
+/**
+ * A process's bytes passed to write calls and its read calls so far (/proc/<pid>/io: wchar,
+ * syscr), or null where there is none. Unlike times, they hardly depend on what else the machine
+ * is doing.
+ */
+export function procIo(pid: number | 'self'): { wchar: number; syscr: number } | null {
+  try {
+    const io = fs.readFileSync(`/proc/${pid}/io`, 'utf8');
+    const field = (name: string) => Number(new RegExp(`^${name}: (\\d+)`, 'm').exec(io)?.[1]);
+    return { wchar: field('wchar'), syscr: field('syscr') };
+  } catch {
+    return null;
+  }
+}
+
 // ---- statistics ----
 
 /** Nearest-rank percentile of a sorted array. */

@@ -28,6 +28,7 @@ import BetterSqlite3 from 'better-sqlite3';
 import pino from 'pino';
 import { timeOrderedId } from '../packages/sdk/src/client/random.js';
 import { createDatabase } from '../src/storage/db.js';
+import { procIo } from './lib.js';
 
 const COLUMNS = ['id', 'chat_id', 'seq', 'sender_id', 'receiver_id', 'encrypted_content', 'iv', 'mac', 'type', 'status', 'client_message_id', 'created_at', 'delivered_at', 'read_at', 'receiver_seq'];
 
@@ -96,7 +97,7 @@ function run(file: string, group: number, total: number, randomClientIds: boolea
   let checkpoints = 0n;
   let lastCheckpoint = performance.now();
   let n = 0;
-  const io0 = fileIo();
+  const io0 = procIo('self');
   const cpu0 = process.cpuUsage();
   const t0 = performance.now();
   for (let done = 0; done < total; done += group) {
@@ -128,39 +129,20 @@ function run(file: string, group: number, total: number, randomClientIds: boolea
     }
   }
   const cpu = process.cpuUsage(cpu0);
-  const io1 = fileIo();
+  const io1 = procIo('self');
   const wall = performance.now() - t0;
   const per = (ns: bigint) => (Number(ns) / 1000 / total).toFixed(1);
   console.log(
     `groups of ${String(group).padStart(4)}: CPU ${((cpu.user + cpu.system) / total).toFixed(1)} µs/msg (user ${(cpu.user / total).toFixed(1)}, system ${(cpu.system / total).toFixed(1)}); ` +
       `wall ${((wall * 1000) / total).toFixed(1)} µs/msg = statements ${per(statements)} + commit ${per(commits)} + fdatasync ${per(syncs)} + checkpoints ${per(checkpoints)}` +
       (io0 && io1
-        ? `; per msg: ${((io1.wchar - io0.wchar) / total / 1024).toFixed(1)} KiB written, ${((io1.syscr - io0.syscr) / total).toFixed(2)} read calls (bytes: WAL frames and checkpoint copies; reads: checkpoint copies and pages missed in the cache)`
+        ? // A few per cent between runs: checkpoints every 200 ms of wall time save more copies when the loop is slower.
+          `; per msg: ${((io1.wchar - io0.wchar) / total / 1024).toFixed(1)} KiB written, ${((io1.syscr - io0.syscr) / total).toFixed(2)} read calls (bytes: WAL frames and checkpoint copies; reads: checkpoint copies and pages missed in the cache)`
         : ''),
   );
   fs.closeSync(wal);
   checkpointer.close();
   db.close();
-}
-
-/**
- * This process's bytes written and read calls so far (Linux /proc/self/io): unlike times, they
- * hardly depend on what else the machine is doing (a few per cent: checkpoints every 200 ms of wall
- * time save more copies when the loop is slower). Undefined elsewhere.
- */
-function fileIo(): { wchar: number; syscr: number } | undefined {
-  try {
-    const fields = new Map(
-      fs
-        .readFileSync('/proc/self/io', 'utf8')
-        .trim()
-        .split('\n')
-        .map((l) => l.split(': ') as [string, string]),
-    );
-    return { wchar: Number(fields.get('wchar')), syscr: Number(fields.get('syscr')) };
-  } catch {
-    return undefined;
-  }
 }
 
 async function main(): Promise<void> {

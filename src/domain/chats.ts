@@ -41,8 +41,13 @@ export class ChatService {
   private readonly directChats = new Map<string, string>();
   /** chatId → its members, for the membership check on every send. */
   private readonly members = new Map<string, readonly string[]>();
-  /** `chatId:userId` of members known to have written in the chat (it never becomes untrue). */
-  private readonly writers = new Set<string>();
+  /**
+   * chatId → its members known to have written in it (it never becomes untrue). By chat, not by a
+   * `chatId:userId` key: every send asks, and a lookup by two existing strings hashes nothing new.
+   * Past WRITER_CACHE members the oldest chat's are forgotten (a miss costs one no-op update).
+   */
+  private readonly writers = new Map<string, Set<string>>();
+  private writerCount = 0;
   /**
    * `chatId:userId` of members found not to have written, and until when that answer is reused.
    * It can turn untrue on another instance; meanwhile this one charges the strangers' allowance a
@@ -155,8 +160,8 @@ export class ChatService {
    * its contacts, and is not charged to the receiver's allowance for strangers (decision 0022).
    */
   async hasWritten(chatId: string, userId: string): Promise<boolean> {
+    if (this.knownWriter(chatId, userId)) return true;
     const key = `${chatId}:${userId}`;
-    if (this.writers.has(key)) return true;
     const now = this.clock.now();
     if ((this.silent.get(key) ?? 0) > now) return false;
     const wrote = await hasWritten(this.db.db, chatId, userId);
@@ -170,15 +175,25 @@ export class ChatService {
 
   /** Whether this instance already knows the member has written (its first message needs recording otherwise). */
   knownWriter(chatId: string, userId: string): boolean {
-    return this.writers.has(`${chatId}:${userId}`);
+    return this.writers.get(chatId)?.has(userId) ?? false;
   }
 
   /** After a committed message: its sender has written in the chat. */
   noteWritten(chatId: string, userId: string): void {
-    const key = `${chatId}:${userId}`;
-    if (this.writers.size >= WRITER_CACHE) this.writers.delete(this.writers.values().next().value!);
-    this.writers.add(key);
-    this.silent.delete(key);
+    let chatWriters = this.writers.get(chatId);
+    if (!chatWriters) {
+      if (this.writerCount >= WRITER_CACHE) {
+        const [oldest, forgotten] = this.writers.entries().next().value!;
+        this.writers.delete(oldest);
+        this.writerCount -= forgotten.size;
+      }
+      this.writers.set(chatId, (chatWriters = new Set()));
+    }
+    if (!chatWriters.has(userId)) {
+      chatWriters.add(userId);
+      this.writerCount++;
+    }
+    this.silent.delete(`${chatId}:${userId}`);
   }
 
   /** After an account is deleted: forget every remembered member list that named it. */

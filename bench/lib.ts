@@ -55,6 +55,8 @@ export interface PhaseResult {
   kind: 'closed' | 'open';
   targetRate: number | null;
   windowS: number;
+  /** The measured window on the epoch-ms clock (lines it up with the servers' profiles and traces). */
+  windowEpochMs: [number, number];
   /** Messages handed to the transport during the phase (all, not only those sent inside the window). */
   sent: number;
   deliveredInWindow: number;

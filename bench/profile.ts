@@ -2,6 +2,9 @@
  * Top self-time functions of a V8 .cpuprofile (as written by `node --cpu-prof`).
  *
  *   node --import tsx bench/profile.ts bench/results/profiles/ws-send-0/CPU.….cpuprofile [top]
+ *   … --timeline            busy % of each second since the profile's start
+ *   … --seconds 30:42       only the samples of those seconds (the runner itself counts the
+ *                           saturated phase's window)
  *
  * Self time of a sample is the time until the next sample (as Chrome DevTools counts it);
  * functions are grouped by name and source location. Percentages are of the busy time, i.e.
@@ -14,8 +17,18 @@ import { fileURLToPath } from 'node:url';
 
 interface CpuProfile {
   nodes: { id: number; callFrame: { functionName: string; url: string; lineNumber: number } }[];
+  /** µs on the monotonic clock (CLOCK_MONOTONIC, as `process.hrtime`): comparable across processes. */
+  startTime: number;
   samples: number[];
   timeDeltas: number[];
+}
+
+/** Samples counted: those taken in [fromUs, toUs) of the monotonic clock. */
+export interface ProfileWindow {
+  fromUs: number;
+  toUs: number;
+  /** What the window is, for the heading (e.g. the generator's phase). */
+  label: string;
 }
 
 export interface ProfileLine {
@@ -27,6 +40,8 @@ export interface ProfileLine {
 
 export interface ProfileSummary {
   file: string;
+  /** The window counted; the whole profile when absent. */
+  window?: string;
   busyMs: number;
   idleMs: number;
   top: ProfileLine[];
@@ -41,13 +56,25 @@ function shortUrl(url: string): string {
   return p;
 }
 
-export function summarizeProfile(file: string, top = 25): ProfileSummary {
-  const prof = JSON.parse(fs.readFileSync(file, 'utf8')) as CpuProfile;
+function readProfile(file: string): CpuProfile {
+  return JSON.parse(fs.readFileSync(file, 'utf8')) as CpuProfile;
+}
+
+/**
+ * A whole-run profile also holds the server's start (module loading) and the generator's setup
+ * (logins, sockets): with `window`, only the samples of that window count (the runner passes the
+ * saturated phase's).
+ */
+export function summarizeProfile(file: string, top = 25, window?: ProfileWindow): ProfileSummary {
+  const prof = readProfile(file);
   const byId = new Map(prof.nodes.map((n) => [n.id, n]));
   const selfUs = new Map<string, { us: number; fn: string; where: string }>();
   let idleUs = 0;
   let busyUs = 0;
+  let at = prof.startTime;
   for (let i = 0; i < prof.samples.length; i++) {
+    at += prof.timeDeltas[i] ?? 0;
+    if (window && (at < window.fromUs || at >= window.toUs)) continue;
     const us = prof.timeDeltas[i + 1] ?? 0;
     const node = byId.get(prof.samples[i]!);
     if (!node) continue;
@@ -69,25 +96,60 @@ export function summarizeProfile(file: string, top = 25): ProfileSummary {
     .sort((a, b) => b.us - a.us)
     .slice(0, top)
     .map((e) => ({ selfMs: Math.round(e.us / 100) / 10, pct: busyUs > 0 ? Math.round((e.us / busyUs) * 1000) / 10 : 0, fn: e.fn, where: e.where }));
-  return { file, busyMs: Math.round(busyUs / 1000), idleMs: Math.round(idleUs / 1000), top: lines };
+  return { file, ...(window ? { window: window.label } : {}), busyMs: Math.round(busyUs / 1000), idleMs: Math.round(idleUs / 1000), top: lines };
+}
+
+/** Busy per cent of each second of the profile, to find a window by eye. */
+export function profileTimeline(file: string): string {
+  const prof = readProfile(file);
+  const byId = new Map(prof.nodes.map((n) => [n.id, n]));
+  const busy: number[] = [];
+  let at = 0;
+  for (let i = 0; i < prof.samples.length; i++) {
+    at += prof.timeDeltas[i] ?? 0;
+    const second = Math.floor(at / 1e6);
+    busy[second] ??= 0;
+    if (byId.get(prof.samples[i]!)?.callFrame.functionName !== '(idle)') busy[second] += prof.timeDeltas[i + 1] ?? 0;
+  }
+  return `busy % per second since the profile's start: ${Array.from(busy, (us, s) => `${s}:${Math.round((us ?? 0) / 1e4)}`).join(' ')}`;
 }
 
 export function formatProfile(s: ProfileSummary): string {
-  const out = [`${path.relative(process.cwd(), s.file)} — busy ${s.busyMs} ms, idle ${s.idleMs} ms; top self time:`];
+  const what = s.window ? ` (${s.window})` : '';
+  const out = [`${path.relative(process.cwd(), s.file)}${what} — busy ${s.busyMs} ms, idle ${s.idleMs} ms; top self time:`];
   for (const l of s.top) out.push(`  ${String(l.pct.toFixed(1)).padStart(5)}%  ${String(l.selfMs.toFixed(1)).padStart(9)} ms  ${l.fn}  ${l.where}`);
   return out.join('\n');
 }
 
 if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
-  const file = process.argv[2];
+  const usage = 'usage: node --import tsx bench/profile.ts <file.cpuprofile> [top] [--seconds FROM:TO | --timeline]';
+  const args = process.argv.slice(2);
+  const flag = (name: string) => {
+    const i = args.indexOf(name);
+    return i === -1 ? undefined : (args.splice(i, 2)[1] ?? '');
+  };
+  const timeline = args.includes('--timeline');
+  if (timeline) args.splice(args.indexOf('--timeline'), 1);
+  const seconds = flag('--seconds');
+  const [file, topArg] = args;
   if (!file) {
-    console.error('usage: node --import tsx bench/profile.ts <file.cpuprofile> [top]');
+    console.error(usage);
     process.exit(2);
   }
-  const top = Number(process.argv[3] ?? 25);
+  const top = Number(topArg ?? 25);
   if (!Number.isInteger(top) || top < 1) {
-    console.error(`top must be a positive integer, not ${process.argv[3]} (one profile at a time)`);
+    console.error(`top must be a positive integer, not ${topArg} (one profile at a time)\n${usage}`);
     process.exit(2);
   }
-  console.log(formatProfile(summarizeProfile(file, top)));
+  let window: ProfileWindow | undefined;
+  if (seconds !== undefined) {
+    const [from, to] = seconds.split(':').map(Number);
+    if (!(from! >= 0 && to! > from!)) {
+      console.error(`--seconds takes FROM:TO, seconds since the profile's start (see --timeline), not ${seconds}\n${usage}`);
+      process.exit(2);
+    }
+    const start = readProfile(file).startTime;
+    window = { fromUs: start + from! * 1e6, toUs: start + to! * 1e6, label: `seconds ${from}–${to}` };
+  }
+  console.log(timeline ? profileTimeline(file) : formatProfile(summarizeProfile(file, top, window)));
 }

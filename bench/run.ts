@@ -30,7 +30,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { sleep, type GenConfig, type GenResult, type PhaseResult, type ScenarioName } from './lib.js';
-import { formatProfile, summarizeProfile, type ProfileSummary } from './profile.js';
+import { formatProfile, summarizeProfile, type ProfileSummary, type ProfileWindow } from './profile.js';
 import { explainTail } from './tail.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -319,6 +319,18 @@ function mainProfile(name: string): string | null {
 }
 
 /**
+ * The saturated phase's window on the monotonic clock of V8's profiles (`process.hrtime`'s), or
+ * undefined (no such phase: the whole profile counts).
+ */
+function saturatedWindow(gen: GenResult | undefined): ProfileWindow | undefined {
+  const phase = gen?.phases.find((p) => p.kind === 'closed' && !p.skipped);
+  if (!phase) return undefined;
+  const monotonicMinusEpochUs = Number(process.hrtime.bigint() / 1000n) - (performance.timeOrigin + performance.now()) * 1000;
+  const [from, to] = phase.windowEpochMs;
+  return { fromUs: from * 1000 + monotonicMinusEpochUs, toUs: to * 1000 + monotonicMinusEpochUs, label: `the ${phase.name} window, ${phase.windowS} s` };
+}
+
+/**
  * `npm start` after `node`: the benchmark starts the server exactly as production does, V8 flags
  * included. The relay gets the same runtime flags (the `--name=value` ones), so both run alike.
  */
@@ -548,7 +560,7 @@ async function runScenario(name: ScenarioName, opts: Options, runTag: string, cl
         res.profiles = [];
         for (const c of target.children) {
           const f = mainProfile(c.name.replace('#', '-'));
-          if (f) res.profiles.push(summarizeProfile(f, 20));
+          if (f) res.profiles.push(summarizeProfile(f, 20, saturatedWindow(res.gen)));
           else log(`no profile for ${c.name} in ${path.relative(ROOT, profileDir(c.name.replace('#', '-')))} (the process did not exit cleanly?)`);
         }
       }

@@ -45,7 +45,7 @@ export function createLoggers(level: LogLevel, destination?: pino.DestinationStr
   };
 }
 
-const LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'] as const;
+type Level = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace';
 
 /**
  * A request's logger, made when the request first logs at an enabled level. Fastify makes one per
@@ -55,28 +55,66 @@ const LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'] as const;
  */
 export function requestLogger(parent: Logger, bindings: pino.Bindings, options: pino.ChildLoggerOptions): Logger {
   if (Object.keys(options).length > 0) return parent.child(bindings, options);
-  let made: Logger | undefined;
-  const make = (): Logger => (made ??= parent.child(bindings));
-  const lazy = {
-    get level() {
-      return made?.level ?? parent.level;
-    },
-    set level(level: string) {
-      make().level = level;
-    },
-    get msgPrefix() {
-      return parent.msgPrefix;
-    },
-    isLevelEnabled: (level: string) => (made ?? parent).isLevelEnabled(level),
-    silent: () => {},
-    child: (b: pino.Bindings, o?: pino.ChildLoggerOptions) => make().child(b, o),
-    bindings: () => make().bindings(),
-  } as Record<string, unknown>;
-  for (const level of LEVELS) {
-    lazy[level] = (...args: unknown[]) => {
-      if (!(made ?? parent).isLevelEnabled(level)) return;
-      make()[level](...(args as Parameters<pino.LogFn>));
-    };
+  return new LazyRequestLogger(parent, bindings) as unknown as Logger;
+}
+
+type LogArgs = Parameters<pino.LogFn>;
+
+/**
+ * The stand-in: methods on a class, not arrows on a literal, so a request makes one object and no
+ * closures (and tsx names no function per request; round 16 of docs/performance.md).
+ */
+class LazyRequestLogger {
+  private made: Logger | undefined;
+  constructor(
+    private readonly parent: Logger,
+    private readonly bound: pino.Bindings,
+  ) {}
+
+  private make(): Logger {
+    return (this.made ??= this.parent.child(this.bound));
   }
-  return lazy as unknown as Logger;
+
+  private write(level: Level, args: unknown[]): void {
+    if (!(this.made ?? this.parent).isLevelEnabled(level)) return;
+    this.make()[level](...(args as LogArgs));
+  }
+
+  get level(): string {
+    return this.made?.level ?? this.parent.level;
+  }
+  set level(level: string) {
+    this.make().level = level;
+  }
+  get msgPrefix(): string | undefined {
+    return this.parent.msgPrefix;
+  }
+  isLevelEnabled(level: string): boolean {
+    return (this.made ?? this.parent).isLevelEnabled(level);
+  }
+  silent(): void {}
+  child(b: pino.Bindings, o?: pino.ChildLoggerOptions): Logger {
+    return this.make().child(b, o);
+  }
+  bindings(): pino.Bindings {
+    return this.make().bindings();
+  }
+  fatal(...args: unknown[]): void {
+    this.write('fatal', args);
+  }
+  error(...args: unknown[]): void {
+    this.write('error', args);
+  }
+  warn(...args: unknown[]): void {
+    this.write('warn', args);
+  }
+  info(...args: unknown[]): void {
+    this.write('info', args);
+  }
+  debug(...args: unknown[]): void {
+    this.write('debug', args);
+  }
+  trace(...args: unknown[]): void {
+    this.write('trace', args);
+  }
 }

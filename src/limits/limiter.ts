@@ -50,20 +50,32 @@ export class RateLimiter {
    * gave is given back before the 429 is thrown.
    */
   async consumeAll(takes: readonly Take[]): Promise<void> {
+    // Every send passes here: with limits off, no promise per take (round 16 of docs/performance.md).
+    if (!this.enabled) return;
     for (let i = 0; i < takes.length; i++) {
       const t = takes[i]!;
+      let wait: number;
       try {
-        await this.consume(t.name, t.key, t.cost, t.message);
+        wait = await this.take(t.name, t.key, t.cost);
       } catch (err) {
-        for (const done of takes.slice(0, i)) await this.refund(done.name, done.key, done.cost);
+        await this.refundFirst(takes, i);
         throw err;
+      }
+      if (wait > 0) {
+        this.onLimited(t.name);
+        await this.refundFirst(takes, i);
+        throw new RateLimitedError(wait, t.message, t.name);
       }
     }
   }
 
   /** Gives back what `consumeAll` took. */
   async refundAll(takes: readonly Take[]): Promise<void> {
-    for (const t of takes) await this.refund(t.name, t.key, t.cost);
+    if (this.enabled) await this.refundFirst(takes, takes.length);
+  }
+
+  private async refundFirst(takes: readonly Take[], count: number): Promise<void> {
+    for (let i = 0; i < count; i++) await this.refund(takes[i]!.name, takes[i]!.key, takes[i]!.cost);
   }
 
   /** Throws 429 if the bucket is empty, without taking anything. */

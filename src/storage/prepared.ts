@@ -90,6 +90,26 @@ export class Prepared<Args extends Record<string, unknown>, Row> {
     return db.executeQuery<Row>(CompiledQuery.raw(t.sql, params));
   }
 
+  /**
+   * SQLite inside a commit group (a handle bound to its synchronous connection): the rows at once,
+   * no promise. A send runs four statements; awaiting each cost a promise and a microtask apiece
+   * (round 16 of docs/performance.md).
+   */
+  allNow(db: Kysely<Schema>, args: Args): Row[] {
+    const sync = syncConnections.get(db);
+    if (!sync) throw new Error('allNow/runNow need a handle bound to a synchronous SQLite connection');
+    const t = this.template(db);
+    const params = t.slots.map((s) => ('name' in s ? args[s.name] : s.value));
+    const stmt = sync.prepare(t.sql);
+    if (stmt.reader) return stmt.all(params) as Row[];
+    stmt.run(params);
+    return [];
+  }
+
+  runNow(db: Kysely<Schema>, args: Args): void {
+    this.allNow(db, args);
+  }
+
   async all(db: Kysely<Schema>, args: Args): Promise<Row[]> {
     return (await this.execute(db, args)).rows;
   }

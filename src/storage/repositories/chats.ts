@@ -101,9 +101,9 @@ const settleQ = (establish: boolean) =>
 const settleKeepQ = settleQ(false);
 const settleEstablishQ = settleQ(true);
 
-/** Records a chat's latest message and the sequence number it took (SQLite's single writer). */
-export async function settleChat(db: Kysely<Schema>, chatId: string, seq: number, messageId: string, now: number, establishesEncryption: boolean): Promise<void> {
-  await (establishesEncryption ? settleEstablishQ : settleKeepQ).execute(db, { chatId, seq, messageId, now });
+/** Records a chat's latest message and the sequence number it took (SQLite, inside a commit group). */
+export function settleChat(db: Kysely<Schema>, chatId: string, seq: number, messageId: string, now: number, establishesEncryption: boolean): void {
+  (establishesEncryption ? settleEstablishQ : settleKeepQ).runNow(db, { chatId, seq, messageId, now });
 }
 
 type UnreadArgs = { chatId: string; userId: string };
@@ -125,8 +125,9 @@ const unreadDownQ = prepared<UnreadArgs, never>((db, arg) =>
     .where('user_id', '=', arg('userId')),
 );
 
-export async function changeUnread(db: Kysely<Schema>, chatId: string, userId: string, delta: 1 | -1): Promise<void> {
-  await (delta === 1 ? unreadUpQ : unreadDownQ).execute(db, { chatId, userId });
+/** One more or one fewer unread for the member (SQLite, inside a commit group). */
+export function changeUnread(db: Kysely<Schema>, chatId: string, userId: string, delta: 1 | -1): void {
+  (delta === 1 ? unreadUpQ : unreadDownQ).runNow(db, { chatId, userId });
 }
 
 const unreadFromQ = prepared<{ userId: string }, never>((db, arg) =>
@@ -201,7 +202,7 @@ const markWroteQ = prepared<{ chatId: string; userId: string; at: number }, neve
   db.updateTable('chat_members').set({ wrote_at: arg('at') }).where('chat_id', '=', arg('chatId')).where('user_id', '=', arg('userId')).where('wrote_at', 'is', null),
 );
 
-/** Records the member's first message in the chat (a later one changes nothing). */
-export async function markWritten(db: Kysely<Schema>, chatId: string, userId: string, at: number): Promise<void> {
-  await markWroteQ.execute(db, { chatId, userId, at });
+/** Records the member's first message in the chat, a later one changes nothing (SQLite, inside a commit group). */
+export function markWritten(db: Kysely<Schema>, chatId: string, userId: string, at: number): void {
+  markWroteQ.runNow(db, { chatId, userId, at });
 }

@@ -121,6 +121,7 @@ const settleMailboxQ = prepared<{ userId: string; seq: number }, never>((db, arg
 );
 
 export type StoreOutcome = { stored: true } | { stored: false; earlier: MessageRow | undefined };
+const STORED: StoreOutcome = Object.freeze({ stored: true });
 
 /**
  * Stores a message and moves its counters: the chat's `seq` (and its latest message), the
@@ -144,18 +145,19 @@ export async function storeMessage(
     row.receiver_seq = Number(placed.receiver_seq);
     return { stored: true };
   }
-  const placed = await placeSqliteQ.first(db, row);
+  // Synchronous on the commit group's connection: no promise per statement.
+  const placed = placeSqliteQ.allNow(db, row)[0];
   if (!placed) {
     const earlier = row.client_message_id === null ? undefined : await findMessageByClientId(db, row.sender_id, row.client_message_id);
     return { stored: false, earlier };
   }
   row.seq = Number(placed.seq);
   row.receiver_seq = Number(placed.receiver_seq);
-  await settleChat(db, row.chat_id, row.seq, row.id, row.created_at, opts.establishesEncryption);
-  await settleMailboxQ.execute(db, { userId: row.receiver_id, seq: row.receiver_seq });
-  await changeUnread(db, row.chat_id, row.receiver_id, 1);
-  if (opts.markWriter) await markWritten(db, row.chat_id, row.sender_id, row.created_at);
-  return { stored: true };
+  settleChat(db, row.chat_id, row.seq, row.id, row.created_at, opts.establishesEncryption);
+  settleMailboxQ.runNow(db, { userId: row.receiver_id, seq: row.receiver_seq });
+  changeUnread(db, row.chat_id, row.receiver_id, 1);
+  if (opts.markWriter) markWritten(db, row.chat_id, row.sender_id, row.created_at);
+  return STORED;
 }
 
 export function findMessageById(db: Kysely<Schema>, id: string): Promise<MessageRow | undefined> {
@@ -298,7 +300,7 @@ export async function recordStatus(db: Kysely<Schema>, to: StatusTo, args: Statu
   }
   const row = await advanceQs[to].first(db, { id: args.id, now: args.now });
   if (!row) return undefined;
-  if (to === 'read') await changeUnread(db, args.chatId, args.receiverId, -1);
+  if (to === 'read') changeUnread(db, args.chatId, args.receiverId, -1);
   const eventSeq = await appendEvent(db, args.senderId, { type: 'message.status', data: args.data, created_at: args.now });
   if (eventSeq === undefined) throw new Error('mailbox missing');
   return { row, eventSeq };

@@ -93,7 +93,7 @@ export class Prepared<Args extends Record<string, unknown>, Row> {
   /**
    * SQLite inside a commit group (a handle bound to its synchronous connection): the rows at once,
    * no promise. A send runs four statements; awaiting each cost a promise and a microtask apiece
-   * (round 16 of docs/performance.md).
+   * (decision 0029).
    */
   allNow(db: Kysely<Schema>, args: Args): Row[] {
     const sync = syncConnections.get(db);

@@ -77,15 +77,9 @@ export class Prepared<Args extends Record<string, unknown>, Row> {
   }
 
   execute(db: Kysely<Schema>, args: Args): Promise<QueryResult<Row>> {
+    if (syncConnections.has(db)) return Promise.resolve({ rows: this.allNow(db, args) });
     const t = this.template(db);
     const params = t.slots.map((s) => ('name' in s ? args[s.name] : s.value));
-    const sync = syncConnections.get(db);
-    if (sync) {
-      const stmt = sync.prepare(t.sql);
-      if (stmt.reader) return Promise.resolve({ rows: stmt.all(params) as Row[] });
-      stmt.run(params);
-      return Promise.resolve({ rows: [] });
-    }
     // eslint-disable-next-line no-restricted-properties -- SQL Kysely compiled (template()), values bound
     return db.executeQuery<Row>(CompiledQuery.raw(t.sql, params));
   }

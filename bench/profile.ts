@@ -14,6 +14,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
 
 interface CpuProfile {
   nodes: { id: number; callFrame: { functionName: string; url: string; lineNumber: number } }[];
@@ -123,15 +124,9 @@ export function formatProfile(s: ProfileSummary): string {
 
 if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
   const usage = 'usage: node --import tsx bench/profile.ts <file.cpuprofile> [top] [--seconds FROM:TO | --timeline]';
-  const args = process.argv.slice(2);
-  const flag = (name: string) => {
-    const i = args.indexOf(name);
-    return i === -1 ? undefined : (args.splice(i, 2)[1] ?? '');
-  };
-  const timeline = args.includes('--timeline');
-  if (timeline) args.splice(args.indexOf('--timeline'), 1);
-  const seconds = flag('--seconds');
-  const [file, topArg] = args;
+  const { values, positionals } = parseArgs({ allowPositionals: true, options: { seconds: { type: 'string' }, timeline: { type: 'boolean' } } });
+  const { seconds, timeline } = values;
+  const [file, topArg] = positionals;
   if (!file) {
     console.error(usage);
     process.exit(2);

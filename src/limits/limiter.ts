@@ -39,10 +39,7 @@ export class RateLimiter {
   /** Takes `cost` tokens or throws 429 with Retry-After (and `message`, when the default says too little). */
   async consume(name: LimitName, key: string, cost = 1, message?: string): Promise<void> {
     const wait = await this.take(name, key, cost);
-    if (wait > 0) {
-      this.onLimited(name);
-      throw new RateLimitedError(wait, message, name);
-    }
+    if (wait > 0) throw this.limited(name, wait, message);
   }
 
   /**
@@ -62,9 +59,8 @@ export class RateLimiter {
         throw err;
       }
       if (wait > 0) {
-        this.onLimited(t.name);
         await this.refundFirst(takes, i);
-        throw new RateLimitedError(wait, t.message, t.name);
+        throw this.limited(t.name, wait, t.message);
       }
     }
   }
@@ -72,6 +68,12 @@ export class RateLimiter {
   /** Gives back what `consumeAll` took. */
   async refundAll(takes: readonly Take[]): Promise<void> {
     if (this.enabled) await this.refundFirst(takes, takes.length);
+  }
+
+  /** Counts the refusal and makes its 429. */
+  private limited(name: LimitName, wait: number, message: string | undefined): RateLimitedError {
+    this.onLimited(name);
+    return new RateLimitedError(wait, message, name);
   }
 
   private async refundFirst(takes: readonly Take[], count: number): Promise<void> {

@@ -143,7 +143,7 @@ export async function storeMessage(
     if (!placed) return { stored: false, earlier: undefined };
     row.seq = Number(placed.seq);
     row.receiver_seq = Number(placed.receiver_seq);
-    return { stored: true };
+    return STORED;
   }
   // Synchronous on the commit group's connection: no promise per statement.
   const placed = placeSqliteQ.allNow(db, row)[0];
